@@ -1,0 +1,46 @@
+"""django-background-task: a database-backed task queue for Django.
+
+Importing this package touches neither settings nor models, so it is safe in
+settings files and at the top of any module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from background_task.status import CANCELLED, DONE, ERROR, RUNNING, WAITING
+
+if TYPE_CHECKING:
+    from background_task.proxy import TaskProxy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "ERROR",
+    "RUNNING",
+    "WAITING",
+    "__version__",
+    "background",
+]
+
+
+def background(*args: Any, **kwargs: Any) -> Any:
+    """Turn a function into a background task; see :meth:`background_task.registry.Tasks.background`.
+
+    Usable bare (``@background``) or with options
+    (``@background(schedule=60, queue="emails")``).
+    """
+    from background_task.registry import tasks
+
+    return tasks.background(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # TaskProxy is re-exported lazily so that importing the package stays cheap.
+    if name == "TaskProxy":
+        from background_task.proxy import TaskProxy
+
+        return TaskProxy
+    raise AttributeError(f"module 'background_task' has no attribute {name!r}")

@@ -1,0 +1,161 @@
+"""Admin for waiting/running tasks and for the completed history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from background_task import status
+from background_task.models import CompletedTask, Task
+
+
+def pretty_params(obj: Task | CompletedTask) -> str:
+    try:
+        return json.dumps(json.loads(obj.task_params), indent=2, sort_keys=True)
+    except ValueError:
+        return obj.task_params
+
+
+class HasErrorFilter(admin.SimpleListFilter):
+    """Tasks that have failed at least once (waiting tasks) or for good (history)."""
+
+    title = "failed"
+    parameter_name = "failed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(last_error="")
+        if self.value() == "no":
+            return queryset.filter(last_error="")
+        return queryset
+
+
+class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_filter = ["queue", "task_name", "status", HasErrorFilter]
+    search_fields = ["task_name", "task_params", "task_id", "verbose_name"]
+    list_display = [
+        "task_name",
+        "task_params",
+        "run_at",
+        "priority",
+        "attempts",
+        "status",
+        "has_error",
+        "locked_by",
+    ]
+    readonly_fields = [
+        "task_id",
+        "task_name",
+        "arguments",
+        "task_hash",
+        "status",
+        "attempts",
+        "last_error_display",
+        "locked_by",
+        "locked_at",
+        "enqueued_at",
+        "started_at",
+        "last_attempted_at",
+        "finished_at",
+        "failed_at",
+        "result",
+        "errors",
+        "worker_ids",
+    ]
+    exclude = ["task_params", "last_error", "creator_content_type", "creator_object_id"]
+    list_per_page = 50
+    show_full_result_count = False  # no COUNT(*) over a large table on every page
+
+    @admin.display(description="arguments")
+    def arguments(self, obj: Task | CompletedTask) -> str:
+        return format_html("<pre>{}</pre>", pretty_params(obj))
+
+    @admin.display(description="last error")
+    def last_error_display(self, obj: Task | CompletedTask) -> str:
+        return format_html("<pre>{}</pre>", obj.last_error or "-")
+
+
+@admin.action(description="Run now", permissions=["change"])
+def run_now(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    """Make the selected waiting tasks due at once (running ones are left alone)."""
+    count = queryset.filter(status=status.WAITING).update(
+        run_at=timezone.now(), locked_by=None, locked_at=None
+    )
+    modeladmin.message_user(request, f"{count} task(s) will run as soon as a worker is free.")
+
+
+@admin.action(description="priority += 1", permissions=["change"])
+def inc_priority(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    queryset.update(priority=F("priority") + 1)
+
+
+@admin.action(description="priority -= 1", permissions=["change"])
+def dec_priority(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    queryset.update(priority=F("priority") - 1)
+
+
+@admin.register(Task)
+class TaskAdmin(BaseTaskAdmin):
+    list_display = [*BaseTaskAdmin.list_display, "locked_by_pid_running"]
+    actions = [run_now, inc_priority, dec_priority]
+
+
+def requeue_completed(completed: CompletedTask) -> Task:
+    """Put a finished task back in the queue under the same task id, attempts reset."""
+    task = Task(
+        task_id=completed.task_id,
+        task_name=completed.task_name,
+        task_params=completed.task_params,
+        task_hash=completed.task_hash,
+        verbose_name=completed.verbose_name,
+        priority=completed.priority,
+        run_at=timezone.now(),
+        repeat=completed.repeat,
+        repeat_until=completed.repeat_until,
+        queue=completed.queue,
+        creator_content_type_id=completed.creator_content_type_id,
+        creator_object_id=completed.creator_object_id,
+        max_attempts=completed.max_attempts,
+        timeout=completed.timeout,
+        result_ttl=completed.result_ttl,
+        backend=completed.backend,
+        enqueued_at=timezone.now(),
+        errors=completed.errors,
+    )
+    with transaction.atomic():
+        completed.delete()
+        task.save(force_insert=True)
+    return task
+
+
+@admin.action(description="Retry failed tasks", permissions=["delete"])
+def retry_failed(modeladmin: Any, request: HttpRequest, queryset: QuerySet[CompletedTask]) -> None:
+    """Move the selected failed tasks back to the queue (needs add permission on Task)."""
+    if not request.user.has_perm("background_task.add_task"):  # type: ignore[union-attr]
+        modeladmin.message_user(
+            request, "You need permission to add tasks to retry them.", messages.ERROR
+        )
+        return
+    failed = list(queryset.filter(failed_at__isnull=False))
+    for completed in failed:
+        requeue_completed(completed)
+    skipped = queryset.count()  # what is still selected had not failed
+    note = f"; {skipped} selected task(s) had not failed and were left alone" if skipped else ""
+    modeladmin.message_user(request, f"{len(failed)} task(s) queued again{note}.")
+
+
+@admin.register(CompletedTask)
+class CompletedTaskAdmin(BaseTaskAdmin):
+    list_display = [*BaseTaskAdmin.list_display, "finished_at"]
+    readonly_fields = [*BaseTaskAdmin.readonly_fields, "expires_at"]
+    actions = [retry_failed]

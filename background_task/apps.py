@@ -1,0 +1,22 @@
+"""The Django app configuration."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class BackgroundTasksAppConfig(AppConfig):
+    """Registers the system checks; does no database work at startup."""
+
+    name = "background_task"
+    verbose_name = "Background Tasks"
+    # 1.2.8's tables use 32-bit ids; keep them so no migration appears for
+    # projects whose DEFAULT_AUTO_FIELD is BigAutoField.
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from background_task import signals  # noqa: F401
+        from background_task.checks import check_settings
+
+        checks.register(check_settings, "background_task")

@@ -1,0 +1,34 @@
+"""System checks for the package's settings (ids ``background_task.E0xx``/``W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Warning
+
+from background_task.conf import LEGACY_PAIRS, SPECS
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report every setting whose value has the wrong type or range."""
+    messages: list[CheckMessage] = []
+    for spec in SPECS.values():
+        problem = spec.problem()
+        if problem:
+            messages.append(
+                Error(problem, hint=f"Set {spec.raw()[0]} to {spec.expected}.", id=spec.check_id)
+            )
+    for prefixed, bare, check_id in LEGACY_PAIRS:
+        if hasattr(django_settings, prefixed) and hasattr(django_settings, bare):
+            new, old = getattr(django_settings, prefixed), getattr(django_settings, bare)
+            if new != old:
+                messages.append(
+                    Warning(
+                        f"{prefixed} ({new!r}) and {bare} ({old!r}) are both set and differ; "
+                        f"{prefixed} is used.",
+                        hint=f"Remove {bare}.",
+                        id=check_id,
+                    )
+                )
+    return messages

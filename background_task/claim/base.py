@@ -1,0 +1,74 @@
+"""The interface every claim strategy implements."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Coalesce
+
+from background_task import status
+from background_task.models import Task, TaskQuerySet
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What a worker asks for: up to ``limit`` due tasks of these names and queues."""
+
+    worker_id: str
+    limit: int
+    now: datetime
+    names: Sequence[str]
+    queues: Sequence[str | None] | None = None  # None: every queue
+
+
+class ClaimStrategy:
+    """Claims due tasks for one worker so that no two workers get the same task.
+
+    Subclasses implement :meth:`claim_ids`; everything else is shared.
+    Capability flags tell the worker what it can rely on.
+    """
+
+    #: Wake-ups are pushed (LISTEN/NOTIFY) rather than found by polling.
+    supports_notify = False
+    #: Claims skip rows other transactions hold instead of waiting for them.
+    supports_skip_locked = False
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def candidates(self, request: ClaimRequest) -> TaskQuerySet:
+        """Due, unclaimed tasks this worker can run, in claim order."""
+        qs = Task.objects.using(self.connection.alias).due(request.now)
+        return qs.filter(task_name__in=list(request.names)).in_queues(request.queues).in_claim_order()
+
+    def claim(self, request: ClaimRequest) -> list[Task]:
+        """Claim up to ``request.limit`` tasks and return them, marked running."""
+        if request.limit <= 0 or not request.names:
+            return []
+        token = uuid.uuid4().hex
+        if not self.claim_ids(request, token):
+            return []
+        return list(
+            Task.objects.using(self.connection.alias)
+            .filter(claim_token=token)
+            .in_claim_order()
+        )
+
+    def claim_ids(self, request: ClaimRequest, token: str) -> int:
+        """Mark the claimed rows with ``token``; return how many were claimed."""
+        raise NotImplementedError
+
+    def claim_values(self, request: ClaimRequest, token: str) -> dict[str, object]:
+        """The columns a claim writes."""
+        return {
+            "status": status.RUNNING,
+            "locked_by": request.worker_id,
+            "locked_at": request.now,
+            "claim_token": token,
+            "last_attempted_at": request.now,
+            "started_at": Coalesce("started_at", request.now),
+        }

@@ -1,0 +1,185 @@
+"""The package's settings, read lazily from ``django.conf.settings``.
+
+This is the only module that reads Django settings. Every value is read on
+each access, so ``override_settings`` works, and is validated on the way out:
+a bad value raises ``ImproperlyConfigured`` naming the setting and what was
+expected. The system checks in :mod:`background_task.checks` run the same
+validators at startup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+_MISSING = object()
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _ordering(value: Any) -> bool:
+    return isinstance(value, str) and value.upper() in ("ASC", "DESC")
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: the Django names it is read from (first set one wins)."""
+
+    names: tuple[str, ...]
+    default: Any
+    is_valid: Callable[[Any], bool]
+    expected: str
+    check_id: str
+
+    def raw(self) -> tuple[str, Any]:
+        """Return the name that is set and its value, or the default."""
+        for name in self.names:
+            value = getattr(django_settings, name, _MISSING)
+            if value is not _MISSING:
+                return name, value
+        default = self.default() if callable(self.default) else self.default
+        return self.names[0], default
+
+    def problem(self) -> str | None:
+        """Describe what is wrong with the configured value, or return None."""
+        name, value = self.raw()
+        if self.is_valid(value):
+            return None
+        return f"{name} must be {self.expected}, not {value!r}."
+
+    def value(self) -> Any:
+        problem = self.problem()
+        if problem:
+            raise ImproperlyConfigured(problem)
+        return self.raw()[1]
+
+
+SPECS: dict[str, SettingSpec] = {
+    "MAX_ATTEMPTS": SettingSpec(
+        ("BACKGROUND_TASK_MAX_ATTEMPTS", "MAX_ATTEMPTS"),
+        25,
+        _positive_int,
+        "a positive integer (attempts per task)",
+        "background_task.E001",
+    ),
+    "MAX_RUN_TIME": SettingSpec(
+        ("BACKGROUND_TASK_MAX_RUN_TIME", "MAX_RUN_TIME"),
+        3600,
+        _positive_number,
+        "a positive number of seconds",
+        "background_task.E002",
+    ),
+    "RUN_ASYNC": SettingSpec(
+        ("BACKGROUND_TASK_RUN_ASYNC",), False, _is_bool, "True or False", "background_task.E003"
+    ),
+    "ASYNC_THREADS": SettingSpec(
+        ("BACKGROUND_TASK_ASYNC_THREADS",),
+        _cpu_count,
+        _positive_int,
+        "a positive integer (threads per worker process)",
+        "background_task.E004",
+    ),
+    "PRIORITY_ORDERING": SettingSpec(
+        ("BACKGROUND_TASK_PRIORITY_ORDERING",),
+        "DESC",
+        _ordering,
+        "'DESC' (larger priority runs first) or 'ASC' (smaller runs first)",
+        "background_task.E005",
+    ),
+    "SHUTDOWN_TIMEOUT": SettingSpec(
+        ("BACKGROUND_TASK_SHUTDOWN_TIMEOUT",),
+        30,
+        _non_negative_number,
+        "a number of seconds >= 0 (grace period for running tasks on shutdown)",
+        "background_task.E006",
+    ),
+}
+
+# Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).
+LEGACY_PAIRS = (
+    ("BACKGROUND_TASK_MAX_ATTEMPTS", "MAX_ATTEMPTS", "background_task.W001"),
+    ("BACKGROUND_TASK_MAX_RUN_TIME", "MAX_RUN_TIME", "background_task.W002"),
+)
+
+
+class AppSettings:
+    """Typed, lazy access to every setting; also 1.2.8's ``app_settings``."""
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Attempts a task gets before it is failed (``MAX_ATTEMPTS``, default 25)."""
+        return int(SPECS["MAX_ATTEMPTS"].value())
+
+    @property
+    def MAX_RUN_TIME(self) -> float:
+        """Seconds after which a claim counts as abandoned (``MAX_RUN_TIME``, 3600)."""
+        return float(SPECS["MAX_RUN_TIME"].value())
+
+    @property
+    def RUN_ASYNC(self) -> bool:
+        return bool(SPECS["RUN_ASYNC"].value())
+
+    @property
+    def ASYNC_THREADS(self) -> int:
+        return int(SPECS["ASYNC_THREADS"].value())
+
+    @property
+    def PRIORITY_ORDERING(self) -> str:
+        """``"DESC"`` or ``"ASC"``, upper-cased."""
+        return str(SPECS["PRIORITY_ORDERING"].value()).upper()
+
+    @property
+    def PRIORITY_DESCENDING(self) -> bool:
+        return self.PRIORITY_ORDERING == "DESC"
+
+    @property
+    def SHUTDOWN_TIMEOUT(self) -> float:
+        return float(SPECS["SHUTDOWN_TIMEOUT"].value())
+
+    # The 1.2.8 spellings of the same values.
+    @property
+    def BACKGROUND_TASK_MAX_ATTEMPTS(self) -> int:
+        return self.MAX_ATTEMPTS
+
+    @property
+    def BACKGROUND_TASK_MAX_RUN_TIME(self) -> float:
+        return self.MAX_RUN_TIME
+
+    @property
+    def BACKGROUND_TASK_RUN_ASYNC(self) -> bool:
+        return self.RUN_ASYNC
+
+    @property
+    def BACKGROUND_TASK_ASYNC_THREADS(self) -> int:
+        return self.ASYNC_THREADS
+
+    @property
+    def BACKGROUND_TASK_PRIORITY_ORDERING(self) -> str:
+        """The ORDER BY prefix 1.2.8 exposed: ``"-"`` for DESC, ``""`` for ASC."""
+        return "-" if self.PRIORITY_DESCENDING else ""
+
+
+app_settings = AppSettings()

@@ -1,0 +1,91 @@
+"""Writing new task rows: what calling a task, or ``DBTaskRunner.schedule``, does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from background_task.models import Task, creator_fields
+from background_task.proxy import validate_options
+from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_seconds
+from background_task.serialization import dumps_params, task_hash
+
+
+def schedule_task(
+    task_name: str,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    action: int = TaskSchedule.SCHEDULE,
+    queue: str | None = None,
+    verbose_name: str | None = None,
+    creator: models.Model | None = None,
+    repeat: Any = None,
+    repeat_until: datetime | None = None,
+    remove_existing_tasks: bool = False,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    using: str | None = None,
+) -> Task | None:
+    """Store a task row and return it, or None when ``action`` kept an existing one.
+
+    Inside ``transaction.atomic()`` the row is written in that transaction:
+    others see it only on commit, and a rollback removes it.
+    """
+    validate_options(
+        name=task_name,
+        queue=queue,
+        verbose_name=verbose_name,
+        max_attempts=max_attempts,
+        timeout=timeout,
+    )
+    priority = _check_priority(priority) or 0
+    if repeat_until is not None:
+        if not isinstance(repeat_until, datetime):
+            raise TypeError(
+                f"repeat_until must be a datetime, not {type(repeat_until).__name__} "
+                f"{repeat_until!r}."
+            )
+        repeat_until = aware(repeat_until)
+    params = dumps_params(args or (), kwargs or {}, task_name)
+    digest = task_hash(task_name, params)
+    now = timezone.now()
+    run_at = aware(run_at) if run_at else now
+    task = Task(
+        task_name=task_name,
+        task_params=params,
+        task_hash=digest,
+        priority=priority,
+        run_at=run_at,
+        scheduled_at=run_at,
+        queue=queue,
+        verbose_name=verbose_name,
+        repeat=repeat_seconds(repeat),
+        repeat_until=repeat_until,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        enqueued_at=now,
+        **creator_fields(creator),
+    )
+    if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
+        task.save(using=using, force_insert=True)
+        return task
+    with transaction.atomic(using=using):
+        same = Task.objects.using(using).waiting().filter(task_hash=digest, locked_by=None)
+        if remove_existing_tasks:
+            same.in_queues([queue]).delete()
+        if queue:
+            same = same.filter(queue=queue)
+        if action == TaskSchedule.RESCHEDULE_EXISTING:
+            if same.update(run_at=task.run_at, priority=priority):
+                return None
+        elif action == TaskSchedule.CHECK_EXISTING and same.exists():
+            return None
+        task.save(using=using, force_insert=True)
+    return task

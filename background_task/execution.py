@@ -1,0 +1,293 @@
+"""Running one claimed task and recording what happened.
+
+Every write after the claim matches the claim token: a worker whose claim
+expired and was taken over changes nothing and logs that it lost the claim.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from background_task import signals, status
+from background_task.exceptions import BackgroundTaskError, InvalidTaskError
+from background_task.models import CompletedTask, Task
+from background_task.registry import Tasks
+from background_task.retry import DEFAULT_POLICY, RetryPolicy
+
+logger = logging.getLogger("background_task.worker")
+# 1.2.8 logged failures at ERROR here and retries at WARNING on the models logger.
+legacy_logger = logging.getLogger("background_task.tasks")
+models_logger = logging.getLogger("background_task.models")
+
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+MAX_ERROR_MESSAGE = 2000  # characters kept of an exception message
+
+
+class ClaimLost(BackgroundTaskError):
+    """The claim token no longer matches: another worker took the task over."""
+
+
+class WorkerStopped(BaseException):
+    """Raised inside a running task when the worker must stop at once."""
+
+
+class BadTaskRow(InvalidTaskError):
+    """The row cannot be run: corrupt arguments or arguments that do not fit."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run."""
+
+    task: Task
+    result: str  # "done", "retry", "failed" or "lost"
+    duration: float  # seconds
+
+
+def send_robust(signal: Signal, sender: Any, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged and changes nothing."""
+    for receiver, response in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "Signal receiver %r raised %r; the task outcome is unchanged.",
+                receiver,
+                response,
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
+def exception_path(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def encode_result(value: Any) -> str | None:
+    """Store a JSON-serializable return value; anything else is logged and dropped."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        logger.warning(
+            "Return value of type %s is not JSON serializable and was not stored.",
+            type(value).__name__,
+        )
+        return None
+
+
+class TaskExecutor:
+    """Runs claimed tasks of one worker and records their outcomes."""
+
+    def __init__(
+        self,
+        registry: Tasks,
+        worker_id: str,
+        *,
+        using: str = "default",
+        clock: Callable[[], datetime] = timezone.now,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.registry = registry
+        self.worker_id = worker_id
+        self.using = using
+        self.clock = clock
+        self.retry_policy = retry_policy
+        self.should_stop = should_stop
+        self._signatures: dict[Callable[..., Any], inspect.Signature | None] = {}
+        #: True while user code runs, so a forced stop may interrupt it.
+        self.in_task_code = False
+
+    def call_arguments(self, task: Task, function: Callable[..., Any]) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            args, kwargs = task.params()
+        except ValueError as exc:
+            raise BadTaskRow(f"Task {task.task_id} has unreadable arguments: {exc}") from exc
+        if function not in self._signatures:
+            try:
+                self._signatures[function] = inspect.signature(function)
+            except (TypeError, ValueError):
+                self._signatures[function] = None
+        signature = self._signatures[function]
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise BadTaskRow(
+                    f"Stored arguments do not fit {task.task_name}{signature}: {exc}"
+                ) from exc
+        return args, kwargs
+
+    def execute(self, task: Task) -> Outcome:
+        """Run a task this worker has claimed and record the outcome."""
+        started = time.monotonic()
+        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, task.attempts + 1)
+        legacy_logger.info("Running %s", task)
+        send_robust(signals.task_started, Task)
+        try:
+            function = self.registry.get(task.task_name).task_function
+            args, kwargs = self.call_arguments(task, function)
+            self.in_task_code = True
+            try:
+                value = function(*args, **kwargs)
+            finally:
+                self.in_task_code = False
+            result = self.persist(lambda: self.record_success(task, encode_result(value)))
+        except WorkerStopped as exc:
+            self.persist(lambda: self.record_failure(task, exc))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a task's failure never ends the worker
+            result = self.persist(lambda: self.record_failure(task, exc))
+        finally:
+            send_robust(signals.task_finished, Task)
+        duration = time.monotonic() - started
+        log = logger.warning if result in ("failed", "lost") else logger.info
+        log("Task %s (%s) %s in %.3fs", task.task_id, task.task_name, result, duration)
+        return Outcome(task, result or "lost", duration)
+
+    def persist(self, write: Callable[[], str]) -> str:
+        """Run a write, retrying through database outages until it lands.
+
+        Gives up only when the worker is stopping; the claim then expires and
+        the task runs again (at least once, never lost).
+        """
+        delay = 0.5  # seconds
+        while True:
+            try:
+                return write()
+            except ClaimLost as exc:
+                logger.warning("%s", exc)
+                return "lost"
+            except TRANSIENT_DB_ERRORS as exc:
+                if self.should_stop():
+                    logger.error("Could not record a task outcome while stopping: %s", exc)
+                    return "lost"
+                logger.warning("Database unavailable while recording an outcome (%s); retrying in %.1fs", exc, delay)
+                close_connection(self.using)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _delete_claimed(self, task: Task) -> None:
+        deleted, _ = (
+            Task.objects.using(self.using).filter(pk=task.pk, claim_token=task.claim_token).delete()
+        )
+        if not deleted:
+            raise ClaimLost(
+                f"Lost the claim on task {task.task_id} ({task.task_name}); another worker "
+                f"took it over, so this run's outcome is discarded."
+            )
+
+    def _finish(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
+        """Move the task to the completed table and queue its next repetition."""
+        completed = task.completed_task(
+            now,
+            attempts=task.attempts + 1,
+            worker_ids=[*(task.worker_ids or []), self.worker_id],
+            expires_at=now + timedelta(seconds=task.result_ttl) if task.result_ttl else None,
+            **values,
+        )
+        with transaction.atomic(using=self.using):
+            self._delete_claimed(task)
+            completed.save(using=self.using, force_insert=True)
+            repetition = task.next_repetition(now)
+            if repetition is not None:
+                repetition.save(using=self.using, force_insert=True)
+        return completed
+
+    def record_success(self, task: Task, result: str | None) -> str:
+        completed = self._finish(task, self.clock(), status=status.DONE, result=result)
+        legacy_logger.info("Ran task and deleting %s", task)
+        send_robust(signals.task_successful, Task, task_id=task.pk, completed_task=completed)
+        return "done"
+
+    def fail_permanently(self, task: Task, exc: BaseException) -> str:
+        """Record a failure that is not retried, whatever attempts remain."""
+        return self.record_failure(task, exc, permanent=True)
+
+    def record_failure(self, task: Task, exc: BaseException, *, permanent: bool = False) -> str:
+        """Count a failed attempt: reschedule with backoff, or fail for good."""
+        now = self.clock()
+        attempts = task.attempts + 1
+        trace = "".join(traceback.format_exception(exc))
+        error = {
+            "attempt": attempts,
+            "at": now.isoformat(),
+            "worker_id": self.worker_id,
+            "exception_class_path": exception_path(exc),
+            "message": str(exc)[:MAX_ERROR_MESSAGE],
+            "traceback": trace,
+        }
+        legacy_logger.error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
+        send_robust(signals.task_error, type(exc), task=task)
+        errors = [*(task.errors or []), error]
+        permanent = permanent or isinstance(exc, InvalidTaskError)
+        next_run = None if permanent else self.retry_policy.next_run(
+            attempts, task.effective_max_attempts(), now
+        )
+        if next_run is None:
+            completed = self._finish(
+                task, now, status=status.ERROR, failed_at=now, last_error=trace, errors=errors
+            )
+            models_logger.warning("Marking task %s as failed", task)
+            send_robust(signals.task_failed, Task, task_id=task.pk, completed_task=completed)
+            return "failed"
+        updated = Task.objects.using(self.using).filter(pk=task.pk, claim_token=task.claim_token).update(
+            attempts=attempts,
+            last_error=trace,
+            errors=errors,
+            worker_ids=[*(task.worker_ids or []), self.worker_id],
+            run_at=next_run,
+            status=status.WAITING,
+            locked_by=None,
+            locked_at=None,
+            claim_token=None,
+        )
+        if not updated:
+            raise ClaimLost(
+                f"Lost the claim on task {task.task_id} ({task.task_name}) before its failure "
+                f"could be recorded; another worker took it over."
+            )
+        task.attempts, task.run_at, task.last_error = attempts, next_run, trace
+        task.locked_by = task.locked_at = task.claim_token = None
+        models_logger.warning(
+            "Rescheduling task %s for %s later at %s", task, next_run - now, next_run
+        )
+        send_robust(signals.task_rescheduled, Task, task=task)
+        return "retry"
+
+    def release(self, task: Task) -> bool:
+        """Put a claimed task that never started back in the queue at once."""
+        values: dict[str, Any] = {
+            "status": status.WAITING,
+            "locked_by": None,
+            "locked_at": None,
+            "claim_token": None,
+        }
+        if task.attempts == 0:
+            values.update(started_at=None, last_attempted_at=None)
+        return bool(
+            Task.objects.using(self.using)
+            .filter(pk=task.pk, claim_token=task.claim_token)
+            .update(**values)
+        )
+
+
+def close_connection(using: str) -> None:
+    """Drop a connection that failed so the next query opens a fresh one."""
+    from django.db import connections
+
+    try:
+        connections[using].close()
+    except DatabaseError:
+        pass

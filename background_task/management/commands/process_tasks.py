@@ -1,0 +1,154 @@
+"""``manage.py process_tasks``: run the worker.
+
+Parses and checks the options, sets up logging, discovers tasks, and hands
+off to :class:`background_task.worker.Worker` (or, with ``--workers``, to a
+supervisor of several worker processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from background_task.conf import app_settings
+from background_task.exceptions import TaskDiscoveryError
+from background_task.logstream import LogStream
+from background_task.registry import autodiscover
+
+logger = logging.getLogger(__name__)
+
+LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def _number(minimum: float, label: str, kind: type = float) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} must be a number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{label} must be at least {minimum}, not {text}")
+        return value
+
+    return parse
+
+
+class Command(BaseCommand):
+    help = "Run tasks that are due, and keep running them as they come due."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--duration", type=float, default=0,
+            help="Stop after this many seconds (0, the default, or less: run forever).",
+        )
+        parser.add_argument(
+            "--sleep", type=_number(0.0, "--sleep"), default=5.0,
+            help="Seconds to wait before looking again when nothing is due (default 5).",
+        )
+        parser.add_argument("--queue", help="Only run tasks of this queue.")
+        parser.add_argument(
+            "--queues", help="Only run tasks of these queues (comma separated)."
+        )
+        parser.add_argument(
+            "--log-std", action="store_true",
+            help="Send what tasks write to stdout/stderr to the log.",
+        )
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="Run what is due, then exit (for system cron).",
+        )
+        parser.add_argument(
+            "--max-tasks", type=_number(1, "--max-tasks", int), default=None,
+            help="Exit after this many tasks.",
+        )
+        parser.add_argument(
+            "--workers", type=_number(1, "--workers", int), default=1,
+            help="Worker processes to run under one supervisor (default 1).",
+        )
+        parser.add_argument(
+            "--threads", type=_number(1, "--threads", int), default=None,
+            help="Tasks run at once per process (default 1, or "
+            "BACKGROUND_TASK_ASYNC_THREADS when BACKGROUND_TASK_RUN_ASYNC is set).",
+        )
+        parser.add_argument(
+            "--dev", "--reload", dest="reload", action="store_true",
+            help="Restart the worker when code changes (development only).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.configure_logging(options["verbosity"])
+        queues = self.parse_queues(options["queue"], options["queues"])
+        threads = options["threads"]
+        if threads is None:
+            threads = app_settings.ASYNC_THREADS if app_settings.RUN_ASYNC else 1
+        worker_options = {
+            "queues": queues,
+            "sleep": options["sleep"],
+            "duration": max(options["duration"], 0.0),
+            "burst": options["burst"],
+            "max_tasks": options["max_tasks"],
+            "threads": threads,
+        }
+        try:
+            autodiscover()
+        except TaskDiscoveryError as exc:
+            raise CommandError(str(exc)) from exc
+
+        def run() -> None:
+            if options["log_std"]:
+                self.redirect_std()
+            self.run_workers(options["workers"], worker_options)
+
+        if options["reload"]:
+            from django.utils import autoreload
+
+            autoreload.run_with_reloader(run)
+        else:
+            run()
+
+    def parse_queues(self, queue: str | None, queues: str | None) -> list[str] | None:
+        names = [queue] if queue else []
+        if queues is not None:
+            names += [name.strip() for name in queues.split(",")]
+            if not all(names):
+                raise CommandError(f"--queues has an empty queue name: {queues!r}")
+        for name in names:
+            if len(name) > 190:
+                raise CommandError(f"Queue name {name[:40]!r}... is longer than 190 characters.")
+        return names or None
+
+    def run_workers(self, count: int, worker_options: dict[str, Any]) -> None:
+        from background_task.worker import Worker
+
+        if count == 1:
+            Worker(**worker_options).run()
+            return
+        from background_task.supervisor import Supervisor
+
+        supervisor = Supervisor(
+            count,
+            lambda: Worker(**worker_options).run(),
+            shutdown_timeout=app_settings.SHUTDOWN_TIMEOUT,
+        )
+        code = supervisor.run()
+        if code:
+            raise CommandError(f"A worker process exited with code {code}.", returncode=code)
+
+    def configure_logging(self, verbosity: int) -> None:
+        package_logger = logging.getLogger("background_task")
+        if not package_logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+            )
+            package_logger.addHandler(handler)
+            package_logger.setLevel(LEVELS.get(verbosity, logging.INFO))
+
+    def redirect_std(self) -> None:
+        std_logger = logging.getLogger(__name__)
+        sys.stdout = LogStream(std_logger, logging.INFO, sys.__stdout__ or sys.stdout)  # type: ignore[assignment]
+        sys.stderr = LogStream(std_logger, logging.ERROR, sys.__stderr__ or sys.stderr)  # type: ignore[assignment]

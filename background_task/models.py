@@ -1,0 +1,434 @@
+"""Task rows: ``Task`` (waiting and running) and ``CompletedTask`` (history).
+
+Both keep every column of django-background-tasks 1.2.8 and its table names,
+so a 1.2.8 database upgrades in place. The columns added since give each task
+a stable public ``task_id`` that moves with it to the completed table, an
+explicit ``status``, timestamps, the return value, one error record per failed
+attempt and per-task limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from background_task import status
+from background_task.conf import app_settings
+from background_task.schedules import next_repetition
+from background_task.serialization import dumps_params, loads_params, task_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME_MAX_LENGTH = 190  # characters, as in 1.2.8
+QUEUE_MAX_LENGTH = 190  # characters
+VERBOSE_NAME_MAX_LENGTH = 255  # characters
+TASK_ID_MAX_LENGTH = 64  # characters, the django.tasks limit for result ids
+
+
+def new_task_id() -> str:
+    """Return a fresh public task id (a UUID4 string, 36 characters)."""
+    return str(uuid.uuid4())
+
+
+def creator_fields(creator: models.Model | None) -> dict[str, Any]:
+    """Map a creator instance onto the generic foreign key columns."""
+    if creator is None:
+        return {"creator_content_type": None, "creator_object_id": None}
+    pk = creator.pk
+    if not isinstance(pk, int) or pk < 0:
+        raise ValueError(
+            f"creator must be a saved model instance with a non-negative integer primary key; "
+            f"{type(creator).__name__} has pk {pk!r}."
+        )
+    return {
+        "creator_content_type": ContentType.objects.get_for_model(creator),
+        "creator_object_id": pk,
+    }
+
+
+class BaseTask(models.Model):
+    """The columns both tables share (1.2.8's first, then ours)."""
+
+    HOURLY = 3600
+    DAILY = 24 * HOURLY
+    WEEKLY = 7 * DAILY
+    EVERY_2_WEEKS = 2 * WEEKLY
+    EVERY_4_WEEKS = 4 * WEEKLY
+    NEVER = 0
+    REPEAT_CHOICES = (
+        (HOURLY, "hourly"),
+        (DAILY, "daily"),
+        (WEEKLY, "weekly"),
+        (EVERY_2_WEEKS, "every 2 weeks"),
+        (EVERY_4_WEEKS, "every 4 weeks"),
+        (NEVER, "never"),
+    )
+
+    # 1.2.8 columns.
+    task_name = models.CharField(max_length=TASK_NAME_MAX_LENGTH, db_index=True)
+    task_params = models.TextField()
+    task_hash = models.CharField(max_length=40, db_index=True)
+    verbose_name = models.CharField(
+        max_length=VERBOSE_NAME_MAX_LENGTH, null=True, blank=True
+    )
+    priority = models.IntegerField(default=0, db_index=True)
+    run_at = models.DateTimeField(db_index=True)
+    repeat = models.BigIntegerField(choices=REPEAT_CHOICES, default=NEVER)
+    repeat_until = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(max_length=QUEUE_MAX_LENGTH, db_index=True, null=True, blank=True)
+    attempts = models.IntegerField(default=0, db_index=True)
+    failed_at = models.DateTimeField(db_index=True, null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    locked_by = models.CharField(max_length=64, db_index=True, null=True, blank=True)
+    locked_at = models.DateTimeField(db_index=True, null=True, blank=True)
+    creator_object_id = models.PositiveIntegerField(null=True, blank=True)
+
+    # Added by django-background-task.
+    task_id = models.CharField(
+        max_length=TASK_ID_MAX_LENGTH, unique=True, default=new_task_id, editable=False
+    )
+    status = models.CharField(max_length=16, choices=status.CHOICES, default=status.WAITING)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # The run_at the task was scheduled for; retries move run_at, not this,
+    # so a repeating task keeps its phase.
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # first attempt
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.TextField(null=True, blank=True)  # JSON text of the return value
+    errors = models.JSONField(default=list, blank=True)  # one record per failed attempt
+    worker_ids = models.JSONField(default=list, blank=True)  # one entry per attempt
+    max_attempts = models.PositiveIntegerField(null=True, blank=True)  # None: the setting
+    timeout = models.FloatField(null=True, blank=True)  # seconds; None: no hard limit
+    result_ttl = models.PositiveIntegerField(null=True, blank=True)  # seconds
+    backend = models.CharField(max_length=32, null=True, blank=True)  # django.tasks alias
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.verbose_name or self.task_name
+
+    def params(self) -> tuple[list[Any], dict[str, Any]]:
+        """Return the stored ``(args, kwargs)``."""
+        return loads_params(self.task_params)
+
+    def has_error(self) -> bool:
+        return bool(self.last_error)
+
+    has_error.boolean = True  # type: ignore[attr-defined]
+
+    def locked_by_pid_running(self) -> bool | None:
+        """Tell whether the locking process still runs, when it is on this host.
+
+        ``locked_by`` is ``host:pid:random`` (or a bare pid written by 1.2.8).
+        None when the task is not locked or was locked on another host.
+        """
+        if not self.locked_by:
+            return None
+        parts = self.locked_by.split(":")
+        if len(parts) >= 2 and parts[0] != socket.gethostname()[:32]:
+            return None
+        try:
+            pid = int(parts[1] if len(parts) >= 2 else parts[0])
+        except ValueError:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # it exists but belongs to another user
+        return True
+
+    locked_by_pid_running.boolean = True  # type: ignore[attr-defined]
+
+    def effective_max_attempts(self) -> int:
+        return self.max_attempts or app_settings.MAX_ATTEMPTS
+
+    def has_reached_max_attempts(self) -> bool:
+        return self.attempts >= self.effective_max_attempts()
+
+    def is_repeating_task(self) -> bool:
+        return self.repeat > 0
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    """Named states of waiting and running tasks."""
+
+    def created_by(self, creator: models.Model) -> TaskQuerySet:
+        content_type = ContentType.objects.get_for_model(creator)
+        return self.filter(creator_content_type=content_type, creator_object_id=creator.pk)
+
+    def waiting(self) -> TaskQuerySet:
+        return self.filter(status=status.WAITING)
+
+    def running(self) -> TaskQuerySet:
+        return self.filter(status=status.RUNNING)
+
+    def due(self, now: datetime) -> TaskQuerySet:
+        return self.filter(status=status.WAITING, run_at__lte=now)
+
+    def in_queues(self, queues: Sequence[str | None] | None) -> TaskQuerySet:
+        """Restrict to the given queues; None means every queue."""
+        if queues is None:
+            return self
+        names = [q for q in queues if q is not None]
+        condition = Q(queue__in=names)
+        if None in queues:
+            condition |= Q(queue__isnull=True)
+        return self.filter(condition)
+
+    def claim_expired(self, now: datetime) -> TaskQuerySet:
+        """Running tasks whose claim is older than MAX_RUN_TIME."""
+        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        return self.filter(status=status.RUNNING, locked_at__lt=expiry)
+
+    def in_claim_order(self) -> TaskQuerySet:
+        """Order by priority (as BACKGROUND_TASK_PRIORITY_ORDERING says), run_at, id."""
+        prefix = app_settings.BACKGROUND_TASK_PRIORITY_ORDERING
+        return self.order_by(f"{prefix}priority", "run_at", "id")
+
+
+class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[misc]
+    """``Task.objects``: 1.2.8's manager methods on top of the named states."""
+
+    def unlocked(self, now: datetime) -> TaskQuerySet:
+        """Rows nobody holds: never locked, or locked longer ago than MAX_RUN_TIME."""
+        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        return self.filter(Q(locked_by=None) | Q(locked_at__lt=expiry))  # type: ignore[no-any-return]
+
+    def locked(self, now: datetime) -> TaskQuerySet:
+        """Rows held by a live claim (1.2.8 also counted expired claims here)."""
+        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        return self.filter(locked_by__isnull=False, locked_at__gt=expiry)  # type: ignore[no-any-return]
+
+    def failed(self) -> TaskQuerySet:
+        return self.filter(failed_at__isnull=False)  # type: ignore[no-any-return]
+
+    def find_available(self, queue: str | None = None) -> TaskQuerySet:
+        """Due, unheld tasks in claim order, optionally of one queue (1.2.8 API)."""
+        now = timezone.now()
+        qs = self.unlocked(now).filter(failed_at=None, run_at__lte=now)
+        qs = qs.filter(status__in=status.PENDING)
+        if queue:
+            qs = qs.filter(queue=queue)
+        return qs.in_claim_order()
+
+    def new_task(
+        self,
+        task_name: str,
+        args: Any = None,
+        kwargs: dict[str, Any] | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+        verbose_name: str | None = None,
+        creator: models.Model | None = None,
+        repeat: int | None = None,
+        repeat_until: datetime | None = None,
+        remove_existing_tasks: bool = False,
+    ) -> Task:
+        """Build an unsaved Task; with ``remove_existing_tasks`` first delete the
+        waiting tasks of the same name, arguments and queue."""
+        args = [] if args is None else args
+        if not isinstance(args, list | tuple):
+            args = [args]
+        params = dumps_params(args, kwargs or {}, task_name)
+        digest = task_hash(task_name, params)
+        if remove_existing_tasks:
+            self.waiting().filter(task_hash=digest, locked_by=None).in_queues([queue]).delete()
+        now = timezone.now()
+        return Task(
+            task_name=task_name,
+            task_params=params,
+            task_hash=digest,
+            priority=priority,
+            run_at=run_at or now,
+            scheduled_at=run_at or now,
+            queue=queue,
+            verbose_name=verbose_name,
+            repeat=repeat or Task.NEVER,
+            repeat_until=repeat_until,
+            enqueued_at=now,
+            **creator_fields(creator),
+        )
+
+    def get_task(self, task_name: str, args: Any = None, kwargs: Any = None) -> TaskQuerySet:
+        args = [] if args is None else args
+        params = dumps_params(args if isinstance(args, list | tuple) else [args], kwargs or {})
+        return self.filter(task_hash=task_hash(task_name, params))  # type: ignore[no-any-return]
+
+    def drop_task(self, task_name: str, args: Any = None, kwargs: Any = None) -> None:
+        self.get_task(task_name, args, kwargs).delete()
+
+
+class Task(BaseTask):
+    """A task that is waiting or running."""
+
+    # The claim runs on (status, priority, run_at, id); these single-column
+    # indexes of 1.2.8 served nothing and cost every write.
+    priority = models.IntegerField(default=0)
+    attempts = models.IntegerField(default=0)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    locked_at = models.DateTimeField(null=True, blank=True)
+
+    claim_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
+    cancel_requested = models.BooleanField(default=False)
+    unique_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    creator_content_type = models.ForeignKey(
+        ContentType,
+        null=True,
+        blank=True,
+        related_name="background_task",
+        on_delete=models.CASCADE,
+    )
+    creator = GenericForeignKey("creator_content_type", "creator_object_id")
+
+    objects = TaskManager()
+
+    class Meta:
+        db_table = "background_task"
+        indexes = [
+            models.Index(
+                fields=["status", "-priority", "run_at", "id"], name="background_task_claim_desc"
+            ),
+            models.Index(
+                fields=["status", "priority", "run_at", "id"], name="background_task_claim_asc"
+            ),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.locked_by:
+            self.locked_by = None
+        super().save(*args, **kwargs)
+
+    def lock(self, locked_by: str) -> Task | None:
+        """Claim this task for ``locked_by`` if nobody holds it; return the fresh row.
+
+        One conditional UPDATE, so two workers can never both win (1.2.8 API).
+        """
+        now = timezone.now()
+        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        token = uuid.uuid4().hex
+        updated = (
+            Task.objects.filter(pk=self.pk, status__in=status.PENDING)
+            .filter(Q(locked_by=None) | Q(locked_at__lt=expiry))
+            .update(locked_by=locked_by, locked_at=now, status=status.RUNNING, claim_token=token)
+        )
+        if not updated:
+            return None
+        return Task.objects.get(pk=self.pk)  # type: ignore[no-any-return]
+
+    def increment_attempts(self) -> None:
+        """Count one more attempt, writing only that column (1.2.8 saved the whole row)."""
+        self.attempts += 1
+        Task.objects.filter(pk=self.pk).update(attempts=models.F("attempts") + 1)
+
+    def completed_task(self, now: datetime, **overrides: Any) -> CompletedTask:
+        """Build the unsaved history row for this task, finished at ``now``."""
+        values = {
+            field.attname: getattr(self, field.attname)
+            for field in CompletedTask._meta.concrete_fields
+            if not field.primary_key and hasattr(self, field.attname)
+        }
+        values.update(run_at=now, finished_at=now)
+        values.update(overrides)
+        return CompletedTask(**values)
+
+    def create_completed_task(self) -> CompletedTask:
+        """Insert and return the CompletedTask row for this task (1.2.8 API)."""
+        completed = self.completed_task(
+            timezone.now(), status=status.ERROR if self.failed_at else status.DONE
+        )
+        completed.save()
+        return completed
+
+    def next_repetition(self, now: datetime) -> Task | None:
+        """Build (unsaved) the next run of a repeating task, or None."""
+        scheduled = self.scheduled_at or self.run_at
+        run_at = next_repetition(scheduled, self.repeat, now, self.repeat_until)
+        if run_at is None:
+            return None
+        return Task(
+            task_name=self.task_name,
+            task_params=self.task_params,
+            task_hash=self.task_hash,
+            priority=self.priority,
+            run_at=run_at,
+            scheduled_at=run_at,
+            queue=self.queue,
+            verbose_name=self.verbose_name,
+            creator_content_type_id=self.creator_content_type_id,
+            creator_object_id=self.creator_object_id,
+            repeat=self.repeat,
+            repeat_until=self.repeat_until,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            result_ttl=self.result_ttl,
+            backend=self.backend,
+            enqueued_at=now,
+        )
+
+    def create_repetition(self) -> Task | None:
+        """Insert and return the next run of a repeating task (1.2.8 API)."""
+        repetition = self.next_repetition(timezone.now())
+        if repetition is not None:
+            repetition.save()
+        return repetition
+
+
+class CompletedTaskQuerySet(models.QuerySet["CompletedTask"]):
+    """Named states of finished tasks."""
+
+    def created_by(self, creator: models.Model) -> CompletedTaskQuerySet:
+        content_type = ContentType.objects.get_for_model(creator)
+        return self.filter(creator_content_type=content_type, creator_object_id=creator.pk)
+
+    def failed(self, within: timedelta | None = None) -> CompletedTaskQuerySet:
+        qs = self.filter(failed_at__isnull=False)
+        if within:
+            qs = qs.filter(failed_at__gt=timezone.now() - within)
+        return qs
+
+    def succeeded(self, within: timedelta | None = None) -> CompletedTaskQuerySet:
+        qs = self.filter(failed_at__isnull=True)
+        if within:
+            qs = qs.filter(run_at__gt=timezone.now() - within)
+        return qs
+
+
+class CompletedTask(BaseTask):
+    """A finished task: succeeded, failed for good or cancelled.
+
+    As in 1.2.8, ``run_at`` holds the time the task finished.
+    """
+
+    status = models.CharField(max_length=16, choices=status.CHOICES, default=status.DONE)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    creator_content_type = models.ForeignKey(
+        ContentType,
+        null=True,
+        blank=True,
+        related_name="completed_background_task",
+        on_delete=models.CASCADE,
+    )
+    creator = GenericForeignKey("creator_content_type", "creator_object_id")
+
+    objects = CompletedTaskQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.verbose_name or self.task_name} - {self.run_at}"

@@ -1,0 +1,137 @@
+"""``TaskProxy``: what ``@background`` returns; calling it queues the task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from background_task.schedules import TaskSchedule
+
+if TYPE_CHECKING:
+    from background_task.models import Task
+
+# Keyword arguments a call takes for itself; they never reach the function.
+CONTROL_KWARGS = (
+    "schedule",
+    "priority",
+    "queue",
+    "verbose_name",
+    "creator",
+    "repeat",
+    "repeat_until",
+    "remove_existing_tasks",
+)
+
+TASK_NAME_MAX_LENGTH = 190  # characters; mirrors the models, which cannot be imported here
+QUEUE_MAX_LENGTH = 190
+VERBOSE_NAME_MAX_LENGTH = 255
+
+
+def _check_length(label: str, value: Any, limit: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{label} must be a string, not {type(value).__name__} {value!r}.")
+    if len(value) > limit:
+        raise ValueError(
+            f"{label} {value[:40]!r}... is {len(value)} characters long; the limit is {limit}."
+        )
+
+
+def validate_options(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    verbose_name: str | None = None,
+) -> None:
+    """Raise TypeError or ValueError for a task option the database cannot hold."""
+    _check_length("Task name", name, TASK_NAME_MAX_LENGTH)
+    _check_length("Queue name", queue, QUEUE_MAX_LENGTH)
+    _check_length("verbose_name", verbose_name, VERBOSE_NAME_MAX_LENGTH)
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
+        raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+
+
+class TaskProxy:
+    """A registered task. Call it to queue a run; ``.now(...)`` runs it here and now."""
+
+    def __init__(
+        self,
+        name: str,
+        task_function: Callable[..., Any],
+        schedule: TaskSchedule | None = None,
+        queue: str | None = None,
+        remove_existing_tasks: bool = False,
+        runner: Any = None,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        verbose_name: str | None = None,
+    ) -> None:
+        self.name = name
+        self.task_function = task_function
+        # 1.2.8 exposed the raw function as ``now``: calling it writes nothing.
+        self.now = task_function
+        self.schedule = TaskSchedule.create(schedule)
+        self.queue = queue
+        self.remove_existing_tasks = remove_existing_tasks
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.verbose_name = verbose_name
+        if runner is None:
+            from background_task.runner import DBTaskRunner
+
+            runner = DBTaskRunner()
+        self.runner = runner
+        self.__doc__ = task_function.__doc__
+        self.__name__ = getattr(task_function, "__name__", name)
+        self.__module__ = getattr(task_function, "__module__", __name__)
+        self.__wrapped__ = task_function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a run; return the saved Task, or None when an existing one was kept.
+
+        The control keywords (``schedule``, ``priority``, ``queue``,
+        ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
+        ``remove_existing_tasks``) are taken out before the arguments are
+        stored.
+        """
+        controls = {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs}
+        schedule = TaskSchedule.create(controls.get("schedule")).merge(self.schedule)
+        priority = controls.get("priority")
+        return self.runner.schedule(  # type: ignore[no-any-return]
+            self.name,
+            args,
+            kwargs,
+            run_at=schedule.run_at,
+            priority=schedule.priority if priority is None else priority,
+            action=schedule.action,
+            queue=controls.get("queue", self.queue),
+            verbose_name=controls.get("verbose_name", self.verbose_name),
+            creator=controls.get("creator"),
+            repeat=controls.get("repeat"),
+            repeat_until=controls.get("repeat_until"),
+            remove_existing_tasks=controls.get(
+                "remove_existing_tasks", self.remove_existing_tasks
+            ),
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+        )
+
+    def __str__(self) -> str:
+        return f"TaskProxy({self.name})"
+
+    __repr__ = __str__
+

@@ -1,0 +1,56 @@
+"""1.2.8's ``DBTaskRunner`` and the in-process ``run_task`` / ``run_next_task``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from background_task.signals import task_created
+
+if TYPE_CHECKING:
+    from background_task.models import Task
+    from background_task.registry import Tasks
+
+logger = logging.getLogger("background_task.tasks")
+
+
+class DBTaskRunner:
+    """Stores task rows for calls of task proxies (1.2.8 API)."""
+
+    def schedule(self, task_name: str, args: Any, kwargs: Any, **options: Any) -> Task | None:
+        """Store one call (see :func:`background_task.enqueue.schedule_task`) and
+        send ``task_created`` for a new row."""
+        from background_task.enqueue import schedule_task
+
+        task = schedule_task(task_name, args, kwargs, **options)
+        if task is not None:
+            task_created.send(sender=DBTaskRunner, task=task)
+        return task
+
+
+def run_next_task(registry: Tasks, queue: str | None = None) -> bool:
+    """Claim and run one due task in this process; True if one ran."""
+    from background_task.worker import Worker
+
+    worker = Worker(queues=[queue] if queue else None, registry=registry, max_tasks=1)
+    return worker.step() > 0
+
+
+def run_task(registry: Tasks, task: Task | str, args: Any = None, kwargs: Any = None) -> None:
+    """Run a stored Task (claimed first, outcome recorded), or a task by name.
+
+    By name the function is simply called with ``args`` and ``kwargs``;
+    unlike 1.2.8 no queued row with the same arguments is touched.
+    """
+    from background_task.models import Task as TaskModel
+    from background_task.worker import Worker
+
+    if isinstance(task, TaskModel):
+        worker = Worker(registry=registry)
+        claimed = task.lock(worker.worker_id)
+        if claimed is None:
+            logger.warning("Task %s is held by another worker; not run.", task.task_id)
+            return
+        worker.executor.execute(claimed)
+        return
+    registry.get(task).task_function(*(args or ()), **(kwargs or {}))

@@ -1,0 +1,5 @@
+"""The 1.2.8 import path of the settings object; see :mod:`background_task.conf`."""
+
+from background_task.conf import AppSettings, app_settings
+
+__all__ = ["AppSettings", "app_settings"]

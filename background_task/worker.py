@@ -1,0 +1,297 @@
+"""The worker loop behind ``process_tasks``: claim, run, record, repeat.
+
+One :class:`Worker` is one process. It claims due tasks in batches sized to
+its free capacity (``threads``), runs them inline (one thread) or on a thread
+pool, and stops cleanly on SIGTERM/SIGINT: no more claims, claimed tasks
+that have not started go straight back to the queue, running tasks get
+``shutdown_timeout`` seconds to finish. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from background_task import status
+from background_task.claim import ClaimRequest, get_strategy
+from background_task.conf import app_settings
+from background_task.exceptions import TaskNotRegistered
+from background_task.execution import (
+    TRANSIENT_DB_ERRORS,
+    TaskExecutor,
+    WorkerStopped,
+    close_connection,
+)
+from background_task.models import Task
+from background_task.registry import Tasks
+from background_task.registry import tasks as default_registry
+
+logger = logging.getLogger("background_task.worker")
+
+MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
+MAINTENANCE_BATCH = 100  # rows handled per sweep
+MAX_OUTAGE_BACKOFF = 30.0  # seconds
+
+
+def make_worker_id() -> str:
+    """``host:pid:random``, unique across hosts and within 64 characters."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class ClaimExpired(Exception):
+    """A claim held longer than MAX_RUN_TIME; the task is put back."""
+
+
+class Worker:
+    """Runs due tasks until stopped, or as the run-length options say."""
+
+    def __init__(
+        self,
+        *,
+        queues: Sequence[str | None] | None = None,
+        sleep: float = 5.0,
+        duration: float = 0.0,
+        burst: bool = False,
+        max_tasks: int | None = None,
+        threads: int = 1,
+        registry: Tasks | None = None,
+        using: str = "default",
+        clock: Callable[[], datetime] = timezone.now,
+        shutdown_timeout: float | None = None,
+    ) -> None:
+        self.queues = list(queues) if queues is not None else None
+        self.sleep = sleep
+        self.duration = duration
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.threads = max(1, threads)
+        self.registry = registry or default_registry
+        self.using = using
+        self.clock = clock
+        self.shutdown_timeout = (
+            app_settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
+        )
+        self.worker_id = make_worker_id()
+        self.stopping = threading.Event()
+        self.force_stop = False
+        self.executor = TaskExecutor(
+            self.registry, self.worker_id, using=using, clock=clock, should_stop=self.stopping.is_set
+        )
+        self.strategy = get_strategy(using)
+        self.processed = 0
+        self.claimed = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[Any], Task] = {}
+        self._last_maintenance = float("-inf")
+        self._outage_delay = 0.0
+
+    # -- signals -----------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGALRM, self._on_grace_expired)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            logger.warning("Second signal %s: stopping now.", signal.Signals(signum).name)
+            self._stop_now()
+            return
+        logger.info(
+            "Signal %s: finishing running tasks (up to %ss), then stopping.",
+            signal.Signals(signum).name,
+            self.shutdown_timeout,
+        )
+        self.stopping.set()
+        if self.executor.in_task_code and self.shutdown_timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout)
+        elif self.executor.in_task_code:
+            self._stop_now()
+
+    def _on_grace_expired(self, signum: int, frame: FrameType | None) -> None:
+        logger.warning("Shutdown grace period over: stopping the running task.")
+        self._stop_now()
+
+    def _stop_now(self) -> None:
+        self.stopping.set()
+        self.force_stop = True
+        if self.executor.in_task_code and self._pool is None:
+            raise WorkerStopped("The worker was stopped while this task ran.")
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the running tasks (thread-safe)."""
+        self.stopping.set()
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self) -> None:
+        """Process tasks until stopped, the duration ends, or (burst) nothing is due."""
+        if threading.current_thread() is threading.main_thread():
+            self.install_signal_handlers()
+        started = time.monotonic()
+        logger.info(
+            "Worker %s started (queues: %s, threads: %d, tasks: %d registered)",
+            self.worker_id,
+            ", ".join(q or "<default>" for q in self.queues) if self.queues is not None else "all",
+            self.threads,
+            len(self.registry.names()),
+        )
+        if self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
+        try:
+            while not self.stopping.is_set():
+                if self.duration > 0 and time.monotonic() - started > self.duration:
+                    break
+                if self.max_tasks is not None and self.claimed >= self.max_tasks:
+                    break
+                claimed = self._guarded(self.step)
+                if claimed is None:
+                    continue  # database outage, already waited
+                if claimed == 0:
+                    if self.burst and not self._running:
+                        break
+                    self._idle()
+        except WorkerStopped:
+            pass
+        finally:
+            self._shutdown()
+        logger.info("Worker %s stopped after %d task(s).", self.worker_id, self.processed)
+
+    def _guarded(self, action: Callable[[], int]) -> int | None:
+        """Run one step; on a database outage log, back off and return None."""
+        try:
+            result = action()
+        except TRANSIENT_DB_ERRORS as exc:
+            self._outage_delay = min(max(self._outage_delay * 2, 1.0), MAX_OUTAGE_BACKOFF)
+            logger.warning(
+                "Database unavailable (%s); retrying in %.0fs.", exc, self._outage_delay
+            )
+            close_connection(self.using)
+            self.stopping.wait(self._outage_delay)
+            return None
+        if self._outage_delay:
+            logger.info("Database reachable again.")
+            self._outage_delay = 0.0
+        return result
+
+    def step(self) -> int:
+        """Run maintenance if due, claim what fits and run or dispatch it."""
+        close_old_connections()
+        now = self.clock()
+        if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
+            self.maintenance(now)
+            self._last_maintenance = time.monotonic()
+        limit = self.threads - len(self._running)
+        if self.max_tasks is not None:
+            limit = min(limit, self.max_tasks - self.claimed)
+        batch = self.strategy.claim(
+            ClaimRequest(self.worker_id, limit, now, self.registry.names(), self.queues)
+        )
+        self.claimed += len(batch)
+        for index, task in enumerate(batch):
+            if self.stopping.is_set():
+                self._release(batch[index:])
+                break
+            if self._pool is None:
+                self.executor.execute(task)
+                self.processed += 1
+                close_old_connections()
+            else:
+                self._running[self._pool.submit(self._execute_in_thread, task)] = task
+        return len(batch)
+
+    def _execute_in_thread(self, task: Task) -> None:
+        try:
+            self.executor.execute(task)
+        finally:
+            close_old_connections()
+
+    def _idle(self) -> None:
+        if self._running:
+            done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
+            self._reap(done)
+        else:
+            logger.debug("waiting for tasks")
+            self.stopping.wait(self.sleep)
+
+    def _reap(self, done: set[Future[Any]]) -> None:
+        for future in done:
+            task = self._running.pop(future)
+            self.processed += 1
+            if future.exception() is not None:
+                logger.error("Task %s: worker error", task.task_id, exc_info=future.exception())
+
+    def _release(self, batch: Sequence[Task]) -> None:
+        for task in batch:
+            try:
+                if self.executor.release(task):
+                    logger.info("Task %s put back in the queue unstarted.", task.task_id)
+            except TRANSIENT_DB_ERRORS as exc:
+                logger.error("Could not put task %s back (%s); its claim will expire.", task.task_id, exc)
+
+    def _shutdown(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._pool is None:
+            return
+        if self._running:
+            # Tasks the pool has not started yet go straight back to the queue.
+            for future, task in list(self._running.items()):
+                if future.cancel():
+                    del self._running[future]
+                    self._release([task])
+            deadline = time.monotonic() + self.shutdown_timeout
+            while self._running and not self.force_stop and time.monotonic() < deadline:
+                done, _ = wait(list(self._running), timeout=0.2)
+                self._reap(done)
+        if self._running:
+            for task in self._running.values():
+                logger.warning("Task %s still running at shutdown; recording it as interrupted.", task.task_id)
+                self.executor.persist(
+                    lambda t=task: self.executor.record_failure(  # type: ignore[misc]
+                        t, WorkerStopped("The worker stopped before the task finished.")
+                    )
+                )
+            logging.shutdown()
+            os._exit(0)  # the pool's threads cannot be joined; their claims are settled
+        self._pool.shutdown(wait=True)
+
+    # -- maintenance ---------------------------------------------------------
+
+    def maintenance(self, now: datetime) -> None:
+        """Put back claims held longer than MAX_RUN_TIME and fail tasks no worker knows."""
+        tasks = Task.objects.using(self.using)
+        for task in tasks.claim_expired(now).in_queues(self.queues)[:MAINTENANCE_BATCH]:
+            logger.warning("Claim on task %s by %s expired; putting it back.", task.task_id, task.locked_by)
+            self.executor.persist(
+                lambda t=task: self.executor.record_failure(  # type: ignore[misc]
+                    t, ClaimExpired(f"The claim by {t.locked_by} expired after MAX_RUN_TIME.")
+                )
+            )
+        stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        unknown = (
+            tasks.filter(status=status.WAITING, run_at__lt=stale)
+            .exclude(task_name__in=self.registry.names())
+            .in_queues(self.queues)[:MAINTENANCE_BATCH]
+        )
+        for task in unknown:
+            claimed = task.lock(self.worker_id)
+            if claimed is None:
+                continue
+            error = TaskNotRegistered(
+                f"No worker ran task {claimed.task_name!r} within MAX_RUN_TIME of its due time; "
+                f"worker {self.worker_id} does not have it registered."
+            )
+            self.executor.persist(lambda t=claimed, e=error: self.executor.fail_permanently(t, e))  # type: ignore[misc]

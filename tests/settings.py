@@ -1,0 +1,99 @@
+"""Settings of the test project; the database comes from the environment.
+
+DB_BACKEND is sqlite (default), postgres or mysql; DB_NAME, DB_USER,
+DB_PASSWORD, DB_HOST and DB_PORT override the defaults of each.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+BACKEND = os.environ.get("DB_BACKEND", "sqlite")
+
+if BACKEND == "sqlite":
+    _name = os.environ.get("DB_NAME") or os.path.join(tempfile.gettempdir(), "bgtask-tests.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _name,
+            # A file, not memory, so that worker subprocesses see the same data.
+            "TEST": {"NAME": os.environ.get("DB_TEST_NAME") or _name + ".test"},
+            "OPTIONS": {"timeout": 30},
+        }
+    }
+elif BACKEND == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("DB_NAME", "postgres"),
+            "USER": os.environ.get("DB_USER", "postgres"),
+            "PASSWORD": os.environ.get("DB_PASSWORD", ""),
+            "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DB_PORT", "5432"),
+            "TEST": {"NAME": os.environ.get("DB_TEST_NAME", "test_bgtask")},
+        }
+    }
+elif BACKEND == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("DB_NAME", "test"),
+            "USER": os.environ.get("DB_USER", "root"),
+            "PASSWORD": os.environ.get("DB_PASSWORD", ""),
+            "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DB_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {
+                "NAME": os.environ.get("DB_TEST_NAME", "test_bgtask"),
+                "CHARSET": "utf8mb4",
+            },
+        }
+    }
+else:
+    raise RuntimeError(f"DB_BACKEND must be sqlite, postgres or mysql, not {BACKEND!r}")
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "background_task",
+    "tests.testapp.apps.TestAppConfig",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"background_task": {"handlers": ["null"], "level": "DEBUG"}},
+}

@@ -1,0 +1,65 @@
+"""Fixture tasks used across the test suite."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django.utils import timezone
+
+from background_task import background
+from background_task.exceptions import InvalidTaskError
+from tests.testapp.models import Execution
+
+
+def _record(name: str, key: str = "") -> Execution:
+    return Execution.objects.create(
+        task_name=name, key=key, worker_pid=os.getpid(), started_at=timezone.now()
+    )
+
+
+@background
+def noop() -> None:
+    """Do nothing."""
+
+
+@background(schedule=60)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@background(queue="records")
+def record(key: str = "") -> str:
+    """Store one Execution row per run."""
+    execution = _record("record", key)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+    return key
+
+
+@background
+def sleep_for(seconds: float, key: str = "") -> None:
+    execution = _record("sleep_for", key)
+    time.sleep(seconds)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+
+
+@background
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@background
+def fail_invalid() -> None:
+    raise InvalidTaskError("not worth retrying")
+
+
+@background
+def exit_inside() -> None:
+    raise SystemExit(3)
+
+
+@background(name="custom.name", max_attempts=2, timeout=30, priority=5, verbose_name="Custom")
+def custom() -> None:
+    pass
