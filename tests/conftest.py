@@ -1,0 +1,105 @@
+"""Shared fixtures: worker subprocesses and an injectable clock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone as django_timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Clock:
+    """A clock the tests move by hand; it starts a second ahead of real time,
+    so tasks the test queues "now" are already due."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or django_timezone.now() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that uses the current test database."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=ROOT,
+        DB_NAME=str(connection.settings_dict["NAME"]),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real ``manage.py process_tasks`` child process."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "process_tasks", *args],
+            cwd=ROOT,
+            env=env or subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> tuple[int, str]:
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+            raise AssertionError(f"worker {self.args} did not exit in {timeout}s:\n{output}")
+        return self.process.returncode, output
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[type[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **kwargs: object) -> WorkerProcess:
+        worker = WorkerProcess(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker
+
+    yield start  # type: ignore[misc]
+    for worker in started:
+        worker.kill()
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,72 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from background_task.checks import check_settings
+from background_task.settings import app_settings
+
+
+def test_defaults():
+    assert app_settings.MAX_ATTEMPTS == 25
+    assert app_settings.MAX_RUN_TIME == 3600
+    assert app_settings.RUN_ASYNC is False
+    assert app_settings.ASYNC_THREADS >= 1
+    assert app_settings.BACKGROUND_TASK_PRIORITY_ORDERING == "-"
+    assert check_settings() == []
+
+
+@override_settings(MAX_ATTEMPTS=3, MAX_RUN_TIME=60)
+def test_legacy_names_are_read():
+    assert app_settings.MAX_ATTEMPTS == 3
+    assert app_settings.BACKGROUND_TASK_MAX_ATTEMPTS == 3
+    assert app_settings.MAX_RUN_TIME == 60
+
+
+@override_settings(BACKGROUND_TASK_MAX_ATTEMPTS=4, BACKGROUND_TASK_MAX_RUN_TIME=30)
+def test_prefixed_names_are_read_unlike_1_2_8():
+    assert app_settings.MAX_ATTEMPTS == 4
+    assert app_settings.MAX_RUN_TIME == 30
+
+
+@override_settings(BACKGROUND_TASK_PRIORITY_ORDERING="asc")
+def test_ascending_ordering():
+    assert app_settings.PRIORITY_ORDERING == "ASC"
+    assert app_settings.BACKGROUND_TASK_PRIORITY_ORDERING == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id", "fragment"),
+    [
+        ("MAX_ATTEMPTS", 0, "background_task.E001", "MAX_ATTEMPTS must be a positive integer"),
+        ("BACKGROUND_TASK_MAX_ATTEMPTS", "5", "background_task.E001", "not '5'"),
+        ("MAX_RUN_TIME", -1, "background_task.E002", "positive number of seconds"),
+        ("BACKGROUND_TASK_RUN_ASYNC", "yes", "background_task.E003", "True or False"),
+        ("BACKGROUND_TASK_ASYNC_THREADS", 0, "background_task.E004", "positive integer"),
+        ("BACKGROUND_TASK_PRIORITY_ORDERING", "UP", "background_task.E005", "'DESC'"),
+        ("BACKGROUND_TASK_SHUTDOWN_TIMEOUT", -1, "background_task.E006", ">= 0"),
+    ],
+)
+def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
+    with override_settings(**{setting: value}):
+        errors = check_settings()
+        assert [e.id for e in errors] == [check_id]
+        assert fragment in errors[0].msg and setting in errors[0].msg
+        attr = {
+            "E001": "MAX_ATTEMPTS", "E002": "MAX_RUN_TIME", "E003": "RUN_ASYNC",
+            "E004": "ASYNC_THREADS", "E005": "PRIORITY_ORDERING", "E006": "SHUTDOWN_TIMEOUT",
+        }[check_id.rsplit(".", 1)[1]]
+        with pytest.raises(ImproperlyConfigured, match=setting):
+            getattr(app_settings, attr)
+
+
+@override_settings(MAX_ATTEMPTS=3, BACKGROUND_TASK_MAX_ATTEMPTS=5)
+def test_conflicting_legacy_and_prefixed_names_warn():
+    messages = check_settings()
+    assert [m.id for m in messages] == ["background_task.W001"]
+    assert app_settings.MAX_ATTEMPTS == 5
+
+
+def test_checks_are_registered():
+    from django.core import checks
+
+    assert check_settings in checks.registry.registry.get_checks()

@@ -1,0 +1,121 @@
+import os
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+from django.utils import timezone
+
+from background_task.models import CompletedTask, Task
+from tests.testapp import tasks as fixtures
+
+pytestmark = pytest.mark.django_db
+
+
+def test_new_task_is_unsaved_and_1_2_8_shaped():
+    task = Task.objects.new_task("some.task", args=1, kwargs={"a": 2}, priority=2, queue="q")
+    assert task.pk is None
+    assert task.task_params == '[[1], {"a": 2}]'
+    task.save()
+    assert Task.objects.get_task("some.task", [1], {"a": 2}).get() == task
+    Task.objects.drop_task("some.task", [1], {"a": 2})
+    assert not Task.objects.exists()
+
+
+def test_find_available_orders_by_priority_then_run_at():
+    now = timezone.now()
+    low = fixtures.noop(priority=1, schedule=-30)
+    high_late = fixtures.noop(priority=5, schedule=-10)
+    high_early = fixtures.noop(priority=5, schedule=-20)
+    fixtures.noop(priority=9, schedule=60)  # not due
+    assert list(Task.objects.find_available()) == [high_early, high_late, low]
+    with override_settings(BACKGROUND_TASK_PRIORITY_ORDERING="ASC"):
+        assert list(Task.objects.find_available()) == [low, high_early, high_late]
+    assert now
+
+
+def test_find_available_by_queue_and_lock_expiry():
+    a = fixtures.noop(queue="a")
+    fixtures.noop(queue="b")
+    assert list(Task.objects.find_available("a")) == [a]
+    locked = a.lock("w1")
+    assert locked.locked_by == "w1" and locked.status == "running"
+    assert a.lock("w2") is None
+    assert list(Task.objects.find_available("a")) == []
+    Task.objects.filter(pk=a.pk).update(locked_at=timezone.now() - timedelta(hours=2))
+    assert list(Task.objects.find_available("a")) == [a]
+    assert a.lock("w2").locked_by == "w2"
+
+
+def test_locked_and_unlocked_do_not_overlap():
+    now = timezone.now()
+    fresh = fixtures.noop()
+    fresh.lock("w")
+    stale = fixtures.noop()
+    stale.lock("w")
+    Task.objects.filter(pk=stale.pk).update(locked_at=now - timedelta(hours=2))
+    free = fixtures.noop()
+    assert set(Task.objects.locked(now)) == {fresh}
+    assert set(Task.objects.unlocked(now)) == {stale, free}
+
+
+def test_increment_attempts_writes_only_that_column():
+    task = fixtures.noop()
+    Task.objects.filter(pk=task.pk).update(priority=9)
+    task.increment_attempts()
+    task.refresh_from_db()
+    assert (task.attempts, task.priority) == (1, 9)
+
+
+def test_deleted_row_is_not_resurrected_by_a_stale_instance():
+    task = fixtures.noop()
+    Task.objects.filter(pk=task.pk).delete()
+    task.increment_attempts()
+    assert not Task.objects.exists()
+
+
+def test_create_completed_task_and_history_queries():
+    user = User.objects.create(username="u")
+    task = fixtures.noop(creator=user)
+    completed = task.create_completed_task()
+    assert completed.task_id == task.task_id and completed.status == "done"
+    assert completed.creator == user
+    assert list(CompletedTask.objects.succeeded(within=timedelta(minutes=1))) == [completed]
+    assert list(CompletedTask.objects.created_by(user)) == [completed]
+    failed = fixtures.noop()
+    failed.failed_at = timezone.now()
+    failed.task_id = "another"
+    done_failed = failed.create_completed_task()
+    assert done_failed.status == "error"
+    assert list(CompletedTask.objects.failed(within=timedelta(minutes=1))) == [done_failed]
+    assert str(completed).startswith("tests.testapp.tasks.noop - ")
+
+
+def test_create_repetition_keeps_phase_from_scheduled_time():
+    task = fixtures.noop(repeat=Task.HOURLY, schedule=-10)
+    # A retry moved run_at; the repetition still follows the original grid.
+    Task.objects.filter(pk=task.pk).update(run_at=timezone.now() + timedelta(minutes=7))
+    task.refresh_from_db()
+    repetition = task.create_repetition()
+    assert repetition.run_at == task.scheduled_at + timedelta(hours=1)
+    assert repetition.task_id != task.task_id and repetition.repeat == Task.HOURLY
+    assert fixtures.noop().create_repetition() is None
+
+
+def test_locked_by_pid_running():
+    task = fixtures.noop()
+    assert task.locked_by_pid_running() is None
+    task.locked_by = str(os.getpid())
+    assert task.locked_by_pid_running() is True
+    import socket
+
+    task.locked_by = f"{socket.gethostname()[:32]}:999999:abcd"
+    assert task.locked_by_pid_running() is False
+    task.locked_by = "elsewhere:1:abcd"
+    assert task.locked_by_pid_running() is None
+
+
+def test_str_and_has_error():
+    task = fixtures.noop(verbose_name="Pretty")
+    assert str(task) == "Pretty"
+    assert not task.has_error()

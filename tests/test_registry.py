@@ -1,0 +1,33 @@
+import pytest
+from django.test import override_settings
+
+from background_task.exceptions import TaskDiscoveryError, TaskNotRegistered
+from background_task.registry import autodiscover, tasks
+
+BASE_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "background_task",
+]
+
+
+def test_get_unknown_name_is_a_clear_error():
+    with pytest.raises(TaskNotRegistered, match="No task named 'nope.nothing'"):
+        tasks.get("nope.nothing")
+
+
+def test_autodiscover_finds_apps_named_by_appconfig_path():
+    with override_settings(INSTALLED_APPS=[*BASE_APPS, "tests.testapp.apps.TestAppConfig"]):
+        autodiscover()
+    assert "tests.testapp.tasks.noop" in tasks
+
+
+def test_missing_tasks_module_is_fine():
+    with override_settings(INSTALLED_APPS=[*BASE_APPS, "django.contrib.sessions"]):
+        autodiscover()
+
+
+def test_import_error_inside_tasks_module_is_reported_with_its_name():
+    with override_settings(INSTALLED_APPS=[*BASE_APPS, "tests.brokenapp"]):
+        with pytest.raises(TaskDiscoveryError, match=r"Importing tests\.brokenapp\.tasks failed: .*a_module_that_does_not_exist"):
+            autodiscover()
