@@ -97,3 +97,6 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"background_task": {"handlers": ["null"], "level": "DEBUG"}},
 }
+
+# Worker subprocess tests shorten the shutdown grace period through the environment.
+BACKGROUND_TASK_SHUTDOWN_TIMEOUT = float(os.environ.get("BGTASK_SHUTDOWN_TIMEOUT", "30"))

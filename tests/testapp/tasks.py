@@ -63,3 +63,13 @@ def exit_inside() -> None:
 @background(name="custom.name", max_attempts=2, timeout=30, priority=5, verbose_name="Custom")
 def custom() -> None:
     pass
+
+
+@background
+def chatty(text: str) -> None:
+    """Print and flush, as code under --log-std does."""
+    import sys
+
+    print(text)
+    sys.stdout.flush()
+    print(f"err:{text}", file=sys.stderr)
