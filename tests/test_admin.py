@@ -1,0 +1,84 @@
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+from django.utils import timezone
+
+from background_task.models import CompletedTask, Task
+from tests.testapp import tasks as fixtures
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    user = User.objects.create_superuser("admin", "a@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_changelists_and_detail_pages_render(admin_client):
+    task = fixtures.add(1, 2)
+    task.lock("w")
+    CompletedTask.objects.create(
+        task_name="x", task_params="[[], {}]", task_hash="h", run_at=timezone.now(),
+        failed_at=timezone.now(), last_error="Traceback: boom",
+    )
+    for url in (
+        reverse("admin:background_task_task_changelist"),
+        reverse("admin:background_task_task_changelist") + "?failed=yes&queue=records",
+        reverse("admin:background_task_completedtask_changelist") + "?failed=yes",
+        reverse("admin:background_task_task_change", args=[task.pk]),
+        reverse("admin:background_task_completedtask_change", args=[CompletedTask.objects.get().pk]),
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    detail = admin_client.get(reverse("admin:background_task_task_change", args=[task.pk]))
+    assert b"&quot;" not in detail.content or b"<pre>" in detail.content
+
+
+def post_action(client, model, action, pks):
+    return client.post(
+        reverse(f"admin:background_task_{model}_changelist"),
+        {"action": action, "_selected_action": [str(pk) for pk in pks]},
+        follow=True,
+    )
+
+
+def test_run_now_and_priority_actions(admin_client):
+    later = fixtures.noop(schedule=3600, priority=1)
+    post_action(admin_client, "task", "run_now", [later.pk])
+    later.refresh_from_db()
+    assert later.run_at <= timezone.now()
+    post_action(admin_client, "task", "inc_priority", [later.pk])
+    post_action(admin_client, "task", "inc_priority", [later.pk])
+    post_action(admin_client, "task", "dec_priority", [later.pk])
+    later.refresh_from_db()
+    assert later.priority == 2
+
+
+def test_retry_failed_puts_the_task_back_under_the_same_id(admin_client):
+    task = fixtures.fail()
+    task.failed_at = timezone.now()
+    failed = task.create_completed_task()
+    Task.objects.all().delete()
+    ok = CompletedTask.objects.create(
+        task_name="y", task_params="[[], {}]", task_hash="h", run_at=timezone.now()
+    )
+    response = post_action(admin_client, "completedtask", "retry_failed", [failed.pk, ok.pk])
+    assert b"1 task(s) queued again; 1 selected task(s) had not failed" in response.content
+    again = Task.objects.get()
+    assert again.task_id == failed.task_id and again.attempts == 0 and again.status == "waiting"
+    assert list(CompletedTask.objects.all()) == [ok]
+
+
+def test_actions_respect_permissions(client):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_task"))
+    client.force_login(user)
+    task = fixtures.noop(schedule=3600)
+    response = client.get(reverse("admin:background_task_task_changelist"))
+    assert response.status_code == 200
+    assert b"run_now" not in response.content
+    post_action(client, "task", "run_now", [task.pk])
+    task.refresh_from_db()
+    assert task.run_at > timezone.now()
