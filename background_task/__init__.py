@@ -6,12 +6,9 @@ settings files and at the top of any module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from background_task.status import CANCELLED, DONE, ERROR, RUNNING, WAITING
-
-if TYPE_CHECKING:
-    from background_task.proxy import TaskProxy
 
 __version__ = "0.1.0"
 
@@ -27,7 +24,7 @@ __all__ = [
 
 
 def background(*args: Any, **kwargs: Any) -> Any:
-    """Turn a function into a background task; see :meth:`background_task.registry.Tasks.background`.
+    """Turn a function into a background task (see ``Tasks.background``).
 
     Usable bare (``@background``) or with options
     (``@background(schedule=60, queue="emails")``).

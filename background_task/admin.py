@@ -141,7 +141,7 @@ def requeue_completed(completed: CompletedTask) -> Task:
 @admin.action(description="Retry failed tasks", permissions=["delete"])
 def retry_failed(modeladmin: Any, request: HttpRequest, queryset: QuerySet[CompletedTask]) -> None:
     """Move the selected failed tasks back to the queue (needs add permission on Task)."""
-    if not request.user.has_perm("background_task.add_task"):  # type: ignore[union-attr]
+    if not request.user.has_perm("background_task.add_task"):
         modeladmin.message_user(
             request, "You need permission to add tasks to retry them.", messages.ERROR
         )

@@ -6,6 +6,7 @@ expired and was taken over changes nothing and logs that it lost the claim.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -14,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
@@ -109,7 +111,9 @@ class TaskExecutor:
         #: True while user code runs, so a forced stop may interrupt it.
         self.in_task_code = False
 
-    def call_arguments(self, task: Task, function: Callable[..., Any]) -> tuple[list[Any], dict[str, Any]]:
+    def call_arguments(
+        self, task: Task, function: Callable[..., Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         try:
             args, kwargs = task.params()
         except ValueError as exc:
@@ -132,7 +136,9 @@ class TaskExecutor:
     def execute(self, task: Task) -> Outcome:
         """Run a task this worker has claimed and record the outcome."""
         started = time.monotonic()
-        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, task.attempts + 1)
+        logger.info(
+            "Task %s (%s) started, attempt %d", task.task_id, task.task_name, task.attempts + 1
+        )
         legacy_logger.info("Running %s", task)
         send_robust(signals.task_started, Task)
         try:
@@ -143,18 +149,18 @@ class TaskExecutor:
                 value = function(*args, **kwargs)
             finally:
                 self.in_task_code = False
-            result = self.persist(lambda: self.record_success(task, encode_result(value)))
-        except WorkerStopped as exc:
-            self.persist(lambda: self.record_failure(task, exc))
+            result = self.persist(partial(self.record_success, task, encode_result(value)))
+        except WorkerStopped as stopped:
+            self.persist(partial(self.record_failure, task, stopped))
             raise
-        except BaseException as exc:  # noqa: BLE001 - a task's failure never ends the worker
-            result = self.persist(lambda: self.record_failure(task, exc))
+        except BaseException as exc:  # a task's failure never ends the worker
+            result = self.persist(partial(self.record_failure, task, exc))
         finally:
             send_robust(signals.task_finished, Task)
         duration = time.monotonic() - started
         log = logger.warning if result in ("failed", "lost") else logger.info
         log("Task %s (%s) %s in %.3fs", task.task_id, task.task_name, result, duration)
-        return Outcome(task, result or "lost", duration)
+        return Outcome(task, result, duration)
 
     def persist(self, write: Callable[[], str]) -> str:
         """Run a write, retrying through database outages until it lands.
@@ -173,7 +179,11 @@ class TaskExecutor:
                 if self.should_stop():
                     logger.error("Could not record a task outcome while stopping: %s", exc)
                     return "lost"
-                logger.warning("Database unavailable while recording an outcome (%s); retrying in %.1fs", exc, delay)
+                logger.warning(
+                    "Database unavailable while recording an outcome (%s); retrying in %.1fs",
+                    exc,
+                    delay,
+                )
                 close_connection(self.using)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -232,8 +242,10 @@ class TaskExecutor:
         send_robust(signals.task_error, type(exc), task=task)
         errors = [*(task.errors or []), error]
         permanent = permanent or isinstance(exc, InvalidTaskError)
-        next_run = None if permanent else self.retry_policy.next_run(
-            attempts, task.effective_max_attempts(), now
+        next_run = (
+            None
+            if permanent
+            else self.retry_policy.next_run(attempts, task.effective_max_attempts(), now)
         )
         if next_run is None:
             completed = self._finish(
@@ -242,16 +254,20 @@ class TaskExecutor:
             models_logger.warning("Marking task %s as failed", task)
             send_robust(signals.task_failed, Task, task_id=task.pk, completed_task=completed)
             return "failed"
-        updated = Task.objects.using(self.using).filter(pk=task.pk, claim_token=task.claim_token).update(
-            attempts=attempts,
-            last_error=trace,
-            errors=errors,
-            worker_ids=[*(task.worker_ids or []), self.worker_id],
-            run_at=next_run,
-            status=status.WAITING,
-            locked_by=None,
-            locked_at=None,
-            claim_token=None,
+        updated = (
+            Task.objects.using(self.using)
+            .filter(pk=task.pk, claim_token=task.claim_token)
+            .update(
+                attempts=attempts,
+                last_error=trace,
+                errors=errors,
+                worker_ids=[*(task.worker_ids or []), self.worker_id],
+                run_at=next_run,
+                status=status.WAITING,
+                locked_by=None,
+                locked_at=None,
+                claim_token=None,
+            )
         )
         if not updated:
             raise ClaimLost(
@@ -287,7 +303,5 @@ def close_connection(using: str) -> None:
     """Drop a connection that failed so the next query opens a fresh one."""
     from django.db import connections
 
-    try:
+    with contextlib.suppress(DatabaseError):
         connections[using].close()
-    except DatabaseError:
-        pass

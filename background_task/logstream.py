@@ -26,7 +26,7 @@ class LogStream(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         if getattr(self._local, "busy", False):
             return self.original.write(text)
         self._local.busy = True

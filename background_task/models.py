@@ -81,9 +81,7 @@ class BaseTask(models.Model):
     task_name = models.CharField(max_length=TASK_NAME_MAX_LENGTH, db_index=True)
     task_params = models.TextField()
     task_hash = models.CharField(max_length=40, db_index=True)
-    verbose_name = models.CharField(
-        max_length=VERBOSE_NAME_MAX_LENGTH, null=True, blank=True
-    )
+    verbose_name = models.CharField(max_length=VERBOSE_NAME_MAX_LENGTH, null=True, blank=True)
     priority = models.IntegerField(default=0, db_index=True)
     run_at = models.DateTimeField(db_index=True)
     repeat = models.BigIntegerField(choices=REPEAT_CHOICES, default=NEVER)

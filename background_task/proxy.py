@@ -123,9 +123,7 @@ class TaskProxy:
             creator=controls.get("creator"),
             repeat=controls.get("repeat"),
             repeat_until=controls.get("repeat_until"),
-            remove_existing_tasks=controls.get(
-                "remove_existing_tasks", self.remove_existing_tasks
-            ),
+            remove_existing_tasks=controls.get("remove_existing_tasks", self.remove_existing_tasks),
             max_attempts=self.max_attempts,
             timeout=self.timeout,
         )
@@ -134,4 +132,3 @@ class TaskProxy:
         return f"TaskProxy({self.name})"
 
     __repr__ = __str__
-

@@ -128,9 +128,7 @@ class Tasks:
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
 
-    def run_task(
-        self, task_name: Task | str, args: Any = None, kwargs: Any = None
-    ) -> None:
+    def run_task(self, task_name: Task | str, args: Any = None, kwargs: Any = None) -> None:
         """Run one task in this process (1.2.8 API): a Task row, or a name and arguments."""
         from background_task.runner import run_task
 

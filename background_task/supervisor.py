@@ -6,6 +6,7 @@ delay if it keeps dying at once), and passes SIGTERM/SIGINT on to them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -42,10 +43,8 @@ class Supervisor:
         self.signals_received += 1
         for process, _ in self.children.values():
             if process.is_alive() and process.pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signum)
-                except ProcessLookupError:
-                    pass
 
     def _start(self, slot: int) -> None:
         connections.close_all()  # never share a connection across fork()
@@ -81,11 +80,18 @@ class Supervisor:
                         exit_code = code
                     continue
                 delay = self.delays.get(slot, 0.0)
-                delay = min(max(delay * 2, 1.0), MAX_RESTART_DELAY) if now - started < QUICK_DEATH else 0.0
+                delay = (
+                    min(max(delay * 2, 1.0), MAX_RESTART_DELAY)
+                    if now - started < QUICK_DEATH
+                    else 0.0
+                )
                 self.delays[slot] = delay
                 logger.warning(
                     "Worker process %s (pid %s) exited with %s; restarting in %.0fs.",
-                    slot, process.pid, code, delay,
+                    slot,
+                    process.pid,
+                    code,
+                    delay,
                 )
                 restart_at[slot] = now + delay
             for slot, when in list(restart_at.items()):

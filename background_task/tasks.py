@@ -11,4 +11,12 @@ from background_task.schedules import TaskSchedule
 
 background = tasks.background
 
-__all__ = ["DBTaskRunner", "TaskProxy", "TaskSchedule", "Tasks", "autodiscover", "background", "tasks"]
+__all__ = [
+    "DBTaskRunner",
+    "TaskProxy",
+    "TaskSchedule",
+    "Tasks",
+    "autodiscover",
+    "background",
+    "tasks",
+]

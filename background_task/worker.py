@@ -88,7 +88,11 @@ class Worker:
         self.stopping = threading.Event()
         self.force_stop = False
         self.executor = TaskExecutor(
-            self.registry, self.worker_id, using=using, clock=clock, should_stop=self.stopping.is_set
+            self.registry,
+            self.worker_id,
+            using=using,
+            clock=clock,
+            should_stop=self.stopping.is_set,
         )
         self.strategy = get_strategy(using)
         self.processed = 0
@@ -176,9 +180,7 @@ class Worker:
             result = action()
         except TRANSIENT_DB_ERRORS as exc:
             self._outage_delay = min(max(self._outage_delay * 2, 1.0), MAX_OUTAGE_BACKOFF)
-            logger.warning(
-                "Database unavailable (%s); retrying in %.0fs.", exc, self._outage_delay
-            )
+            logger.warning("Database unavailable (%s); retrying in %.0fs.", exc, self._outage_delay)
             close_connection(self.using)
             self.stopping.wait(self._outage_delay)
             return None
@@ -240,7 +242,9 @@ class Worker:
                 if self.executor.release(task):
                     logger.info("Task %s put back in the queue unstarted.", task.task_id)
             except TRANSIENT_DB_ERRORS as exc:
-                logger.error("Could not put task %s back (%s); its claim will expire.", task.task_id, exc)
+                logger.error(
+                    "Could not put task %s back (%s); its claim will expire.", task.task_id, exc
+                )
 
     def _shutdown(self) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -258,7 +262,9 @@ class Worker:
                 self._reap(done)
         if self._running:
             for task in self._running.values():
-                logger.warning("Task %s still running at shutdown; recording it as interrupted.", task.task_id)
+                logger.warning(
+                    "Task %s still running at shutdown; recording it as interrupted.", task.task_id
+                )
                 self.executor.persist(
                     lambda t=task: self.executor.record_failure(  # type: ignore[misc]
                         t, WorkerStopped("The worker stopped before the task finished.")
@@ -274,7 +280,9 @@ class Worker:
         """Put back claims held longer than MAX_RUN_TIME and fail tasks no worker knows."""
         tasks = Task.objects.using(self.using)
         for task in tasks.claim_expired(now).in_queues(self.queues)[:MAINTENANCE_BATCH]:
-            logger.warning("Claim on task %s by %s expired; putting it back.", task.task_id, task.locked_by)
+            logger.warning(
+                "Claim on task %s by %s expired; putting it back.", task.task_id, task.locked_by
+            )
             self.executor.persist(
                 lambda t=task: self.executor.record_failure(  # type: ignore[misc]
                     t, ClaimExpired(f"The claim by {t.locked_by} expired after MAX_RUN_TIME.")

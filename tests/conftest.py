@@ -70,10 +70,12 @@ class WorkerProcess:
     def wait(self, timeout: float = 60) -> tuple[int, str]:
         try:
             output, _ = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.process.kill()
             output, _ = self.process.communicate()
-            raise AssertionError(f"worker {self.args} did not exit in {timeout}s:\n{output}")
+            raise AssertionError(
+                f"worker {self.args} did not exit in {timeout}s:\n{output}"
+            ) from exc
         return self.process.returncode, output
 
     def kill(self) -> None:

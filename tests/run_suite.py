@@ -22,8 +22,11 @@ def postgres_reachable() -> str | None:
         return "psycopg is not installed"
     try:
         psycopg.connect(
-            host=os.environ.get("DB_HOST", "127.0.0.1"), port=5432, user="postgres",
-            dbname="postgres", connect_timeout=3,
+            host=os.environ.get("DB_HOST", "127.0.0.1"),
+            port=5432,
+            user="postgres",
+            dbname="postgres",
+            connect_timeout=3,
         ).close()
     except Exception as exc:
         return f"cannot connect: {exc}".strip()
@@ -37,7 +40,10 @@ def mysql_reachable() -> str | None:
         return "mysqlclient is not installed"
     try:
         MySQLdb.connect(
-            host=os.environ.get("DB_HOST", "127.0.0.1"), port=3306, user="root", passwd="",
+            host=os.environ.get("DB_HOST", "127.0.0.1"),
+            port=3306,
+            user="root",
+            passwd="",
             connect_timeout=3,
         ).close()
     except Exception as exc:
@@ -74,7 +80,11 @@ def main() -> int:
         env = dict(os.environ, DB_BACKEND=backend, PYTHONPATH=ROOT)
         process = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", *sys.argv[1:]],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         print(process.stdout, end="", flush=True)
         for word, number in counts(process.stdout).items():

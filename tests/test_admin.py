@@ -20,15 +20,21 @@ def test_changelists_and_detail_pages_render(admin_client):
     task = fixtures.add(1, 2)
     task.lock("w")
     CompletedTask.objects.create(
-        task_name="x", task_params="[[], {}]", task_hash="h", run_at=timezone.now(),
-        failed_at=timezone.now(), last_error="Traceback: boom",
+        task_name="x",
+        task_params="[[], {}]",
+        task_hash="h",
+        run_at=timezone.now(),
+        failed_at=timezone.now(),
+        last_error="Traceback: boom",
     )
     for url in (
         reverse("admin:background_task_task_changelist"),
         reverse("admin:background_task_task_changelist") + "?failed=yes&queue=records",
         reverse("admin:background_task_completedtask_changelist") + "?failed=yes",
         reverse("admin:background_task_task_change", args=[task.pk]),
-        reverse("admin:background_task_completedtask_change", args=[CompletedTask.objects.get().pk]),
+        reverse(
+            "admin:background_task_completedtask_change", args=[CompletedTask.objects.get().pk]
+        ),
     ):
         response = admin_client.get(url)
         assert response.status_code == 200, url

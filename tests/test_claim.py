@@ -19,7 +19,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def request(worker_id="w1", limit=10, names=None, queues=None, now=None):
     return ClaimRequest(
-        worker_id, limit, now or timezone.now() + timedelta(seconds=1), names or tasks.names(), queues
+        worker_id,
+        limit,
+        now or timezone.now() + timedelta(seconds=1),
+        names or tasks.names(),
+        queues,
     )
 
 
@@ -111,8 +115,11 @@ def test_claim_query_uses_the_claim_index():
     Task.objects.bulk_create(rows, batch_size=2000)
     with connection.cursor() as cursor:
         cursor.execute(
-            {"postgresql": "ANALYZE background_task", "mysql": "ANALYZE TABLE background_task",
-             "sqlite": "ANALYZE"}[connection.vendor]
+            {
+                "postgresql": "ANALYZE background_task",
+                "mysql": "ANALYZE TABLE background_task",
+                "sqlite": "ANALYZE",
+            }[connection.vendor]
         )
         if connection.vendor == "mysql":
             cursor.fetchall()

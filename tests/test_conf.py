@@ -52,8 +52,12 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
         assert [e.id for e in errors] == [check_id]
         assert fragment in errors[0].msg and setting in errors[0].msg
         attr = {
-            "E001": "MAX_ATTEMPTS", "E002": "MAX_RUN_TIME", "E003": "RUN_ASYNC",
-            "E004": "ASYNC_THREADS", "E005": "PRIORITY_ORDERING", "E006": "SHUTDOWN_TIMEOUT",
+            "E001": "MAX_ATTEMPTS",
+            "E002": "MAX_RUN_TIME",
+            "E003": "RUN_ASYNC",
+            "E004": "ASYNC_THREADS",
+            "E005": "PRIORITY_ORDERING",
+            "E006": "SHUTDOWN_TIMEOUT",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)

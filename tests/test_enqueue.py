@@ -1,5 +1,4 @@
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -30,11 +29,16 @@ def test_call_stores_a_row_and_returns_it():
 
 def test_control_keywords_never_reach_the_function():
     creator = User.objects.create(username="c")
-    when = datetime(2030, 1, 1, tzinfo=dt_timezone.utc)
+    when = datetime(2030, 1, 1, tzinfo=UTC)
     until = when + timedelta(days=7)
     task = fixtures.noop(
-        schedule=when, priority=7, queue="q", verbose_name="Nice", creator=creator,
-        repeat=Task.DAILY, repeat_until=until,
+        schedule=when,
+        priority=7,
+        queue="q",
+        verbose_name="Nice",
+        creator=creator,
+        repeat=Task.DAILY,
+        repeat_until=until,
     )
     row = Task.objects.get(pk=task.pk)
     assert row.task_params == "[[], {}]"
@@ -106,9 +110,13 @@ def test_task_created_signal():
 
 def test_check_existing_and_reschedule_existing():
     first = fixtures.record("a", schedule=100)
-    assert fixtures.record("a", schedule={"run_at": 5, "action": TaskSchedule.CHECK_EXISTING}) is None
+    assert (
+        fixtures.record("a", schedule={"run_at": 5, "action": TaskSchedule.CHECK_EXISTING}) is None
+    )
     assert fixtures.record("b", schedule={"action": TaskSchedule.CHECK_EXISTING}) is not None
-    moved = fixtures.record("a", schedule={"run_at": 1000, "priority": 3, "action": TaskSchedule.RESCHEDULE_EXISTING})
+    moved = fixtures.record(
+        "a", schedule={"run_at": 1000, "priority": 3, "action": TaskSchedule.RESCHEDULE_EXISTING}
+    )
     assert moved is None
     first.refresh_from_db()
     assert first.priority == 3 and first.run_at > timezone.now() + timedelta(seconds=900)
@@ -132,11 +140,10 @@ def test_remove_existing_tasks_leaves_running_tasks():
 
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_in_atomic_is_rolled_back_with_it():
-    with pytest.raises(RuntimeError):
-        with transaction.atomic():
-            fixtures.noop()
-            assert Task.objects.count() == 1
-            raise RuntimeError("rollback")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        fixtures.noop()
+        assert Task.objects.count() == 1
+        raise RuntimeError("rollback")
     assert Task.objects.count() == 0
     with transaction.atomic():
         fixtures.noop()

@@ -1,12 +1,13 @@
 """``manage.py process_tasks`` as real subprocesses, with real signals."""
 
+import contextlib
 import os
 import signal
 import time
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from background_task import status
 from background_task.models import CompletedTask, Task
@@ -58,7 +59,10 @@ def test_max_tasks_and_queue(start_worker):
 def test_several_workers_run_every_task_exactly_once(start_worker):
     total = 1500
     Task.objects.bulk_create(
-        [Task.objects.new_task("tests.testapp.tasks.record", [str(i)], queue="records") for i in range(total)],
+        [
+            Task.objects.new_task("tests.testapp.tasks.record", [str(i)], queue="records")
+            for i in range(total)
+        ],
         batch_size=500,
     )
     workers = [start_worker("--burst", "--threads", "2") for _ in range(2)]
@@ -118,7 +122,10 @@ def test_second_signal_stops_at_once(start_worker):
 
 def test_supervisor_restarts_a_killed_worker_and_stops_cleanly(start_worker):
     worker = start_worker(
-        "--workers", "2", "--sleep", "0.1",
+        "--workers",
+        "2",
+        "--sleep",
+        "0.1",
         env=subprocess_env(DJANGO_SETTINGS_MODULE="tests.logging_settings"),
     )
     fixtures.record("one")
@@ -163,7 +170,9 @@ def test_discovery_error_is_a_command_error(start_worker):
     assert "Importing tests.brokenapp.tasks failed" in output
 
 
-@pytest.mark.skipif("connection.vendor == 'sqlite'", reason="needs a database server to cut connections")
+@pytest.mark.skipif(
+    "connection.vendor == 'sqlite'", reason="needs a database server to cut connections"
+)
 def test_database_outage_is_survived(start_worker):
     for i in range(40):
         fixtures.sleep_for(0.05, key=str(i))
@@ -183,10 +192,8 @@ def test_database_outage_is_survived(start_worker):
                 "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
             )
             for (thread_id,) in cursor.fetchall():
-                try:
+                with contextlib.suppress(DatabaseError):  # it may have gone already
                     cursor.execute(f"KILL {int(thread_id)}")
-                except Exception:
-                    pass
     wait_until(lambda: CompletedTask.objects.count() == 40, timeout=60)
     worker.signal(signal.SIGTERM)
     code, output = worker.wait()

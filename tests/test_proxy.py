@@ -1,5 +1,4 @@
 import logging
-from datetime import timedelta
 
 import pytest
 
@@ -84,5 +83,3 @@ def test_registering_a_name_twice_keeps_the_last_and_warns(caplog):
         second = background(name="tests.twice")(lambda: 2)
     assert tasks.get("tests.twice") is second and first is not second
     assert "registered again" in caplog.text
-
-

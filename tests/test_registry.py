@@ -12,7 +12,7 @@ BASE_APPS = [
 
 
 def test_get_unknown_name_is_a_clear_error():
-    with pytest.raises(TaskNotRegistered, match="No task named 'nope.nothing'"):
+    with pytest.raises(TaskNotRegistered, match=r"No task named 'nope\.nothing'"):
         tasks.get("nope.nothing")
 
 
@@ -28,6 +28,11 @@ def test_missing_tasks_module_is_fine():
 
 
 def test_import_error_inside_tasks_module_is_reported_with_its_name():
-    with override_settings(INSTALLED_APPS=[*BASE_APPS, "tests.brokenapp"]):
-        with pytest.raises(TaskDiscoveryError, match=r"Importing tests\.brokenapp\.tasks failed: .*a_module_that_does_not_exist"):
-            autodiscover()
+    with (
+        override_settings(INSTALLED_APPS=[*BASE_APPS, "tests.brokenapp"]),
+        pytest.raises(
+            TaskDiscoveryError,
+            match=r"Importing tests\.brokenapp\.tasks failed: .*a_module_that_does_not_exist",
+        ),
+    ):
+        autodiscover()

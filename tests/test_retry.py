@@ -1,9 +1,8 @@
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from background_task.retry import RetryPolicy
 
-NOW = datetime(2026, 1, 1, tzinfo=dt_timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_default_backoff_is_1_2_8_formula():

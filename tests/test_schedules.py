@@ -1,5 +1,4 @@
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -8,7 +7,7 @@ from django.utils import timezone
 
 from background_task.schedules import TaskSchedule, next_repetition, repeat_seconds
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=dt_timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_create_accepts_every_1_2_8_form():
@@ -18,7 +17,9 @@ def test_create_accepts_every_1_2_8_form():
     assert TaskSchedule.create(timedelta(minutes=2)).run_at_after(NOW) == NOW + timedelta(minutes=2)
     when = NOW + timedelta(days=1)
     assert TaskSchedule.create(when).run_at_after(NOW) == when
-    schedule = TaskSchedule.create({"run_at": 10, "priority": 3, "action": TaskSchedule.CHECK_EXISTING})
+    schedule = TaskSchedule.create(
+        {"run_at": 10, "priority": 3, "action": TaskSchedule.CHECK_EXISTING}
+    )
     assert (schedule.priority, schedule.action) == (3, TaskSchedule.CHECK_EXISTING)
     same = TaskSchedule(run_at=5)
     assert TaskSchedule.create(same) is same
@@ -78,10 +79,12 @@ def test_repeat_seconds():
 
 
 def test_next_repetition_keeps_the_phase():
-    start = datetime(2026, 1, 1, 10, 0, tzinfo=dt_timezone.utc)
+    start = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     hour = 3600
     # Ran on time: next slot one period later.
-    assert next_repetition(start, hour, start + timedelta(minutes=5), None) == start + timedelta(hours=1)
+    assert next_repetition(start, hour, start + timedelta(minutes=5), None) == start + timedelta(
+        hours=1
+    )
     # A week of downtime: the next slot not in the past, on the original grid (1.2.8's test).
     later = start + timedelta(weeks=1, minutes=30)
     assert next_repetition(start, hour, later, None) == start + timedelta(weeks=1, hours=1)
@@ -91,7 +94,7 @@ def test_next_repetition_keeps_the_phase():
 
 
 def test_next_repetition_respects_until_and_never():
-    start = datetime(2026, 1, 1, 10, 0, tzinfo=dt_timezone.utc)
+    start = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     assert next_repetition(start, 0, start, None) is None
     assert next_repetition(start, 3600, start, start + timedelta(minutes=30)) is None
     until = start + timedelta(hours=1)

@@ -50,20 +50,28 @@ def run(args, *, db_name, legacy=False):
     if legacy:
         env["PYTHONPATH"] = os.pathsep.join([LEGACY, ROOT])
     result = subprocess.run(
-        [sys.executable, *args], cwd=tempfile.gettempdir() if legacy else ROOT, env=env,
-        capture_output=True, text=True, timeout=180,
+        [sys.executable, *args],
+        cwd=tempfile.gettempdir() if legacy else ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def test_a_1_2_8_database_upgrades_in_place_and_its_tasks_run(scratch_database):
-    filled = json.loads(run([os.path.join(ROOT, "tests", "upgrade_fill.py")], db_name=scratch_database, legacy=True))
+    filled = json.loads(
+        run([os.path.join(ROOT, "tests", "upgrade_fill.py")], db_name=scratch_database, legacy=True)
+    )
     assert filled["package"].startswith(LEGACY)
     assert (filled["tasks"], filled["completed"]) == (7, 1)
 
     run(["-m", "django", "migrate", "-v0"], db_name=scratch_database)
-    before = json.loads(run([os.path.join(ROOT, "tests", "upgrade_check.py")], db_name=scratch_database))
+    before = json.loads(
+        run([os.path.join(ROOT, "tests", "upgrade_check.py")], db_name=scratch_database)
+    )
     by_key = {json.loads(row["task_params"])[0][0]: row for row in before["tasks"]}
     assert by_key["queued"]["priority"] == "5" and by_key["queued"]["queue"] == "q1"
     assert by_key["created"]["verbose_name"] == "made by a user"
@@ -72,10 +80,15 @@ def test_a_1_2_8_database_upgrades_in_place_and_its_tasks_run(scratch_database):
     assert by_key["stuck"]["status"] == "running" and by_key["plain"]["status"] == "waiting"
     assert all(row["task_id"].startswith("legacy-") for row in before["tasks"])
     [old_completed] = before["completed"]
-    assert old_completed["task_id"].startswith("legacy-completed-") and old_completed["status"] == "done"
+    assert (
+        old_completed["task_id"].startswith("legacy-completed-")
+        and old_completed["status"] == "done"
+    )
 
     run(["-m", "django", "process_tasks", "--burst"], db_name=scratch_database)
-    after = json.loads(run([os.path.join(ROOT, "tests", "upgrade_check.py")], db_name=scratch_database))
+    after = json.loads(
+        run([os.path.join(ROOT, "tests", "upgrade_check.py")], db_name=scratch_database)
+    )
     ran = {key: package for key, package in after["runs"]}
     assert ran["done-by-1.2.8"] == "1.2.8"
     for key in ("plain", "queued", "created", "repeating", "retried"):

@@ -92,7 +92,7 @@ def test_system_exit_inside_a_task_is_a_failure_and_the_worker_goes_on(clock):
 
 @pytest.mark.parametrize(
     ("params", "fragment"),
-    [("not json", "unreadable arguments"), ('[[1, 2, 3], {}]', "do not fit")],
+    [("not json", "unreadable arguments"), ("[[1, 2, 3], {}]", "do not fit")],
 )
 def test_corrupt_rows_fail_with_a_clear_error_and_others_run(clock, params, fragment):
     bad = fixtures.add(1, 2, schedule=0)
@@ -107,9 +107,7 @@ def test_corrupt_rows_fail_with_a_clear_error_and_others_run(clock, params, frag
 
 
 def claim_one(worker, clock):
-    [claimed] = worker.strategy.claim(
-        ClaimRequest(worker.worker_id, 1, clock.now, tasks.names())
-    )
+    [claimed] = worker.strategy.claim(ClaimRequest(worker.worker_id, 1, clock.now, tasks.names()))
     return claimed
 
 
@@ -156,7 +154,9 @@ def test_unknown_names_do_not_block_and_fail_after_max_run_time(clock):
     worker.maintenance(clock.now)
     failed = CompletedTask.objects.filter(task_name="not.registered")
     assert failed.count() == 3
-    assert all(row.status == "error" and "does not have it registered" in row.last_error for row in failed)
+    assert all(
+        row.status == "error" and "does not have it registered" in row.last_error for row in failed
+    )
 
 
 def test_expired_claims_are_put_back(clock):
@@ -192,9 +192,17 @@ def test_signals_in_1_2_8_order(clock):
 
         return receiver
 
-    receivers = {name: on(name) for name in (
-        "task_started", "task_error", "task_rescheduled", "task_failed", "task_successful", "task_finished"
-    )}
+    receivers = {
+        name: on(name)
+        for name in (
+            "task_started",
+            "task_error",
+            "task_rescheduled",
+            "task_failed",
+            "task_successful",
+            "task_finished",
+        )
+    }
     for name, receiver in receivers.items():
         getattr(signals, name).connect(receiver)
     try:

@@ -12,13 +12,28 @@ django.setup()
 from background_task.models import CompletedTask, Task  # noqa: E402
 from tests.upgradeapp.models import UpgradeRun  # noqa: E402
 
-fields = ["task_id", "task_name", "task_params", "status", "attempts", "priority", "queue",
-          "locked_by", "verbose_name", "creator_object_id", "repeat", "failed_at", "last_error"]
+fields = [
+    "task_id",
+    "task_name",
+    "task_params",
+    "status",
+    "attempts",
+    "priority",
+    "queue",
+    "locked_by",
+    "verbose_name",
+    "creator_object_id",
+    "repeat",
+    "failed_at",
+    "last_error",
+]
 
 
 def rows(model):
-    return [{k: str(v) if v is not None else None for k, v in row.items()}
-            for row in model.objects.order_by("id").values(*fields)]
+    return [
+        {k: str(v) if v is not None else None for k, v in row.items()}
+        for row in model.objects.order_by("id").values(*fields)
+    ]
 
 
 json.dump(

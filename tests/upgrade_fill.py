@@ -13,17 +13,17 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.upgrade_settings")
 django.setup()
 
-import background_task  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
+
+import background_task  # noqa: E402
 
 assert background_task.__version__ == "1.2.8", background_task.__file__
 
 call_command("migrate", verbosity=0)
 from background_task.models import CompletedTask, Task  # noqa: E402
 from background_task.tasks import tasks  # noqa: E402
-
 from tests.upgradeapp.tasks import upgrade_record  # noqa: E402
 
 user = User.objects.create(username="creator")
@@ -37,7 +37,9 @@ upgrade_record("future", schedule=3600)
 retried = upgrade_record("retried")
 Task.objects.filter(pk=retried.pk).update(attempts=2, last_error="Traceback: earlier failure")
 stuck = upgrade_record("stuck")
-Task.objects.filter(pk=stuck.pk).update(locked_by="4242", locked_at=timezone.now() - timedelta(hours=2))
+Task.objects.filter(pk=stuck.pk).update(
+    locked_by="4242", locked_at=timezone.now() - timedelta(hours=2)
+)
 json.dump(
     {
         "tasks": Task.objects.count(),

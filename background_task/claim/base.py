@@ -42,8 +42,9 @@ class ClaimStrategy:
 
     def candidates(self, request: ClaimRequest) -> TaskQuerySet:
         """Due, unclaimed tasks this worker can run, in claim order."""
-        qs = Task.objects.using(self.connection.alias).due(request.now)
-        return qs.filter(task_name__in=list(request.names)).in_queues(request.queues).in_claim_order()
+        qs: TaskQuerySet = Task.objects.using(self.connection.alias).due(request.now)
+        qs = qs.filter(task_name__in=list(request.names))
+        return qs.in_queues(request.queues).in_claim_order()
 
     def claim(self, request: ClaimRequest) -> list[Task]:
         """Claim up to ``request.limit`` tasks and return them, marked running."""
@@ -53,9 +54,7 @@ class ClaimStrategy:
         if not self.claim_ids(request, token):
             return []
         return list(
-            Task.objects.using(self.connection.alias)
-            .filter(claim_token=token)
-            .in_claim_order()
+            Task.objects.using(self.connection.alias).filter(claim_token=token).in_claim_order()
         )
 
     def claim_ids(self, request: ClaimRequest, token: str) -> int:

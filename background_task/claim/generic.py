@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from background_task import status
 from background_task.claim.base import ClaimRequest, ClaimStrategy
 from background_task.models import Task
@@ -16,13 +18,14 @@ class GenericClaimStrategy(ClaimStrategy):
     """
 
     def claim_ids(self, request: ClaimRequest, token: str) -> int:
-        ids = self.candidates(request).values("id")[: request.limit]
+        ids: Any = self.candidates(request).values("id")[: request.limit]
         if not self.connection.features.allow_sliced_subqueries_with_in:
             # Read the ids first; the status condition below keeps it a
             # compare-and-set, so a row another worker took is not taken again.
             ids = [row["id"] for row in ids]
-        return (
+        updated: int = (
             Task.objects.using(self.connection.alias)
             .filter(id__in=ids, status=status.WAITING)
             .update(**self.claim_values(request, token))
         )
+        return updated

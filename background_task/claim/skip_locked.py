@@ -27,6 +27,6 @@ class SkipLockedClaimStrategy(ClaimStrategy):
             )
             if not ids:
                 return 0
-            return Task.objects.using(alias).filter(id__in=ids).update(
-                **self.claim_values(request, token)
-            )
+            values = self.claim_values(request, token)
+            updated: int = Task.objects.using(alias).filter(id__in=ids).update(**values)
+            return updated

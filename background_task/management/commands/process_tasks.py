@@ -42,40 +42,53 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--duration", type=float, default=0,
+            "--duration",
+            type=float,
+            default=0,
             help="Stop after this many seconds (0, the default, or less: run forever).",
         )
         parser.add_argument(
-            "--sleep", type=_number(0.0, "--sleep"), default=5.0,
+            "--sleep",
+            type=_number(0.0, "--sleep"),
+            default=5.0,
             help="Seconds to wait before looking again when nothing is due (default 5).",
         )
         parser.add_argument("--queue", help="Only run tasks of this queue.")
+        parser.add_argument("--queues", help="Only run tasks of these queues (comma separated).")
         parser.add_argument(
-            "--queues", help="Only run tasks of these queues (comma separated)."
-        )
-        parser.add_argument(
-            "--log-std", action="store_true",
+            "--log-std",
+            action="store_true",
             help="Send what tasks write to stdout/stderr to the log.",
         )
         parser.add_argument(
-            "--burst", action="store_true",
+            "--burst",
+            action="store_true",
             help="Run what is due, then exit (for system cron).",
         )
         parser.add_argument(
-            "--max-tasks", type=_number(1, "--max-tasks", int), default=None,
+            "--max-tasks",
+            type=_number(1, "--max-tasks", int),
+            default=None,
             help="Exit after this many tasks.",
         )
         parser.add_argument(
-            "--workers", type=_number(1, "--workers", int), default=1,
+            "--workers",
+            type=_number(1, "--workers", int),
+            default=1,
             help="Worker processes to run under one supervisor (default 1).",
         )
         parser.add_argument(
-            "--threads", type=_number(1, "--threads", int), default=None,
+            "--threads",
+            type=_number(1, "--threads", int),
+            default=None,
             help="Tasks run at once per process (default 1, or "
             "BACKGROUND_TASK_ASYNC_THREADS when BACKGROUND_TASK_RUN_ASYNC is set).",
         )
         parser.add_argument(
-            "--dev", "--reload", dest="reload", action="store_true",
+            "--dev",
+            "--reload",
+            dest="reload",
+            action="store_true",
             help="Restart the worker when code changes (development only).",
         )
 
@@ -150,5 +163,5 @@ class Command(BaseCommand):
 
     def redirect_std(self) -> None:
         std_logger = logging.getLogger(__name__)
-        sys.stdout = LogStream(std_logger, logging.INFO, sys.__stdout__ or sys.stdout)  # type: ignore[assignment]
-        sys.stderr = LogStream(std_logger, logging.ERROR, sys.__stderr__ or sys.stderr)  # type: ignore[assignment]
+        sys.stdout = LogStream(std_logger, logging.INFO, sys.__stdout__ or sys.stdout)
+        sys.stderr = LogStream(std_logger, logging.ERROR, sys.__stderr__ or sys.stderr)
