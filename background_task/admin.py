@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -110,34 +109,6 @@ class TaskAdmin(BaseTaskAdmin):
     actions = [run_now, inc_priority, dec_priority]
 
 
-def requeue_completed(completed: CompletedTask) -> Task:
-    """Put a finished task back in the queue under the same task id, attempts reset."""
-    task = Task(
-        task_id=completed.task_id,
-        task_name=completed.task_name,
-        task_params=completed.task_params,
-        task_hash=completed.task_hash,
-        verbose_name=completed.verbose_name,
-        priority=completed.priority,
-        run_at=timezone.now(),
-        repeat=completed.repeat,
-        repeat_until=completed.repeat_until,
-        queue=completed.queue,
-        creator_content_type_id=completed.creator_content_type_id,
-        creator_object_id=completed.creator_object_id,
-        max_attempts=completed.max_attempts,
-        timeout=completed.timeout,
-        result_ttl=completed.result_ttl,
-        backend=completed.backend,
-        enqueued_at=timezone.now(),
-        errors=completed.errors,
-    )
-    with transaction.atomic():
-        completed.delete()
-        task.save(force_insert=True)
-    return task
-
-
 @admin.action(description="Retry failed tasks", permissions=["delete"])
 def retry_failed(modeladmin: Any, request: HttpRequest, queryset: QuerySet[CompletedTask]) -> None:
     """Move the selected failed tasks back to the queue (needs add permission on Task)."""
@@ -148,7 +119,7 @@ def retry_failed(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Compl
         return
     failed = list(queryset.filter(failed_at__isnull=False))
     for completed in failed:
-        requeue_completed(completed)
+        completed.requeue()
     skipped = queryset.count()  # what is still selected had not failed
     note = f"; {skipped} selected task(s) had not failed and were left alone" if skipped else ""
     modeladmin.message_user(request, f"{len(failed)} task(s) queued again{note}.")

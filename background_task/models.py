@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -153,6 +153,25 @@ class BaseTask(models.Model):
         return True
 
     locked_by_pid_running.boolean = True  # type: ignore[attr-defined]
+
+    def definition(self) -> dict[str, Any]:
+        """The columns that say what to run and how, for a new Task of the same work."""
+        return {
+            "task_name": self.task_name,
+            "task_params": self.task_params,
+            "task_hash": self.task_hash,
+            "priority": self.priority,
+            "queue": self.queue,
+            "verbose_name": self.verbose_name,
+            "creator_content_type_id": self.creator_content_type_id,  # type: ignore[attr-defined]
+            "creator_object_id": self.creator_object_id,
+            "repeat": self.repeat,
+            "repeat_until": self.repeat_until,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "result_ttl": self.result_ttl,
+            "backend": self.backend,
+        }
 
     def effective_max_attempts(self) -> int:
         return self.max_attempts or app_settings.MAX_ATTEMPTS
@@ -361,25 +380,7 @@ class Task(BaseTask):
         run_at = next_repetition(scheduled, self.repeat, now, self.repeat_until)
         if run_at is None:
             return None
-        return Task(
-            task_name=self.task_name,
-            task_params=self.task_params,
-            task_hash=self.task_hash,
-            priority=self.priority,
-            run_at=run_at,
-            scheduled_at=run_at,
-            queue=self.queue,
-            verbose_name=self.verbose_name,
-            creator_content_type_id=self.creator_content_type_id,
-            creator_object_id=self.creator_object_id,
-            repeat=self.repeat,
-            repeat_until=self.repeat_until,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout,
-            result_ttl=self.result_ttl,
-            backend=self.backend,
-            enqueued_at=now,
-        )
+        return Task(**self.definition(), run_at=run_at, scheduled_at=run_at, enqueued_at=now)
 
     def create_repetition(self) -> Task | None:
         """Insert and return the next run of a repeating task (1.2.8 API)."""
@@ -430,3 +431,22 @@ class CompletedTask(BaseTask):
 
     def __str__(self) -> str:
         return f"{self.verbose_name or self.task_name} - {self.run_at}"
+
+    def requeue(self) -> Task:
+        """Put this finished task back in the queue under the same task id, due now.
+
+        Attempts start again from zero; the error records of earlier attempts are kept.
+        """
+        now = timezone.now()
+        task = Task(
+            **self.definition(),
+            task_id=self.task_id,
+            run_at=now,
+            scheduled_at=now,
+            enqueued_at=now,
+            errors=self.errors,
+        )
+        with transaction.atomic(using=self._state.db):
+            CompletedTask.objects.using(self._state.db).filter(pk=self.pk).delete()
+            task.save(using=self._state.db, force_insert=True)
+        return task

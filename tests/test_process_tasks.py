@@ -107,6 +107,20 @@ def test_grace_period_over_interrupts_and_puts_the_task_back(start_worker):
     assert "worker was stopped" in row.last_error
 
 
+def test_grace_period_over_with_threads_settles_every_running_task(start_worker):
+    first, second = fixtures.sleep_for(60, key="a"), fixtures.sleep_for(60, key="b")
+    worker = start_worker(
+        "--threads", "2", "--sleep", "0.1", env=subprocess_env(BGTASK_SHUTDOWN_TIMEOUT="1")
+    )
+    wait_until(lambda: Execution.objects.count() == 2)
+    worker.signal(signal.SIGTERM)
+    code, output = worker.wait(timeout=30)
+    assert code == 0, output
+    for task in (first, second):
+        row = Task.objects.get(pk=task.pk)
+        assert (row.status, row.locked_by, row.attempts) == (status.WAITING, None, 1)
+
+
 def test_second_signal_stops_at_once(start_worker):
     task = fixtures.sleep_for(60)
     worker = start_worker("--sleep", "0.1")
