@@ -20,6 +20,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from background_task import status
@@ -344,7 +345,14 @@ class Task(BaseTask):
         updated = (
             Task.objects.filter(pk=self.pk, status__in=status.PENDING)
             .filter(Q(locked_by=None) | Q(locked_at__lt=expiry))
-            .update(locked_by=locked_by, locked_at=now, status=status.RUNNING, claim_token=token)
+            .update(
+                locked_by=locked_by,
+                locked_at=now,
+                status=status.RUNNING,
+                claim_token=token,
+                last_attempted_at=now,
+                started_at=Coalesce("started_at", now),
+            )
         )
         if not updated:
             return None

@@ -153,6 +153,11 @@ class Worker:
             self.threads,
             len(self.registry.names()),
         )
+        if not self.registry.names():
+            logger.warning(
+                "No tasks are registered in this worker: define them with @background in an "
+                "installed app's tasks.py module."
+            )
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
         try:
@@ -288,6 +293,8 @@ class Worker:
                     t, ClaimExpired(f"The claim by {t.locked_by} expired after MAX_RUN_TIME.")
                 )
             )
+        if not self.registry.names():
+            return  # a worker that knows no task cannot judge which names are unknown
         stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
         unknown = (
             tasks.filter(status=status.WAITING, run_at__lt=stale)

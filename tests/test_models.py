@@ -40,6 +40,7 @@ def test_find_available_by_queue_and_lock_expiry():
     assert list(Task.objects.find_available("a")) == [a]
     locked = a.lock("w1")
     assert locked.locked_by == "w1" and locked.status == "running"
+    assert locked.started_at == locked.last_attempted_at == locked.locked_at
     assert a.lock("w2") is None
     assert list(Task.objects.find_available("a")) == []
     Task.objects.filter(pk=a.pk).update(locked_at=timezone.now() - timedelta(hours=2))

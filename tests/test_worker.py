@@ -159,6 +159,18 @@ def test_unknown_names_do_not_block_and_fail_after_max_run_time(clock):
     )
 
 
+def test_a_worker_with_no_tasks_registered_fails_nothing(clock):
+    from background_task.registry import Tasks
+
+    fixtures.noop(schedule=0)
+    worker = Worker(clock=clock, registry=Tasks())
+    clock.advance(7200)
+    worker.maintenance(clock.now)
+    assert worker.step() == 0
+    assert Task.objects.get().status == "waiting"
+    assert not CompletedTask.objects.exists()
+
+
 def test_expired_claims_are_put_back(clock):
     task = fixtures.noop(schedule=0)
     task.lock("dead-worker")
