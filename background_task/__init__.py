@@ -20,6 +20,7 @@ __all__ = [
     "WAITING",
     "__version__",
     "background",
+    "call",
 ]
 
 
@@ -32,6 +33,13 @@ def background(*args: Any, **kwargs: Any) -> Any:
     from background_task.registry import tasks
 
     return tasks.background(*args, **kwargs)
+
+
+def call(*args: Any, **kwargs: Any) -> Any:
+    """Capture one call's arguments for ``task.bulk(...)``."""
+    from background_task.enqueue import call as make_call
+
+    return make_call(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -13,6 +13,70 @@ from background_task.models import Task, creator_fields
 from background_task.proxy import validate_options
 from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_seconds
 from background_task.serialization import dumps_params, task_hash
+
+
+class Call(NamedTuple):
+    """One call's arguments, for :meth:`TaskProxy.bulk`; build it with :func:`call`."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def call(*args: Any, **kwargs: Any) -> Call:
+    """Capture the arguments of one call: ``task.bulk(call(1, to="a"), call(2, to="b"))``."""
+    return Call(args, kwargs)
+
+
+def build_task(
+    task_name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    queue: str | None = None,
+    verbose_name: str | None = None,
+    creator: models.Model | None = None,
+    repeat: Any = None,
+    repeat_until: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+) -> Task:
+    """Validate one call and build its unsaved row; bad values raise TypeError/ValueError."""
+    validate_options(
+        name=task_name,
+        queue=queue,
+        verbose_name=verbose_name,
+        max_attempts=max_attempts,
+        timeout=timeout,
+    )
+    priority = _check_priority(priority) or 0
+    if repeat_until is not None:
+        if not isinstance(repeat_until, datetime):
+            raise TypeError(
+                f"repeat_until must be a datetime, not {type(repeat_until).__name__} "
+                f"{repeat_until!r}."
+            )
+        repeat_until = aware(repeat_until)
+    params = dumps_params(args or (), kwargs or {}, task_name)
+    run_at = aware(run_at) if run_at else now
+    return Task(
+        task_name=task_name,
+        task_params=params,
+        task_hash=task_hash(task_name, params),
+        priority=priority,
+        run_at=run_at,
+        scheduled_at=run_at,
+        queue=queue,
+        verbose_name=verbose_name,
+        repeat=repeat_seconds(repeat),
+        repeat_until=repeat_until,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        enqueued_at=now,
+        **creator_fields(creator),
+    )
 
 
 def schedule_task(
@@ -38,54 +102,67 @@ def schedule_task(
     Inside ``transaction.atomic()`` the row is written in that transaction:
     others see it only on commit, and a rollback removes it.
     """
-    validate_options(
-        name=task_name,
-        queue=queue,
-        verbose_name=verbose_name,
-        max_attempts=max_attempts,
-        timeout=timeout,
-    )
-    priority = _check_priority(priority) or 0
-    if repeat_until is not None:
-        if not isinstance(repeat_until, datetime):
-            raise TypeError(
-                f"repeat_until must be a datetime, not {type(repeat_until).__name__} "
-                f"{repeat_until!r}."
-            )
-        repeat_until = aware(repeat_until)
-    params = dumps_params(args or (), kwargs or {}, task_name)
-    digest = task_hash(task_name, params)
-    now = timezone.now()
-    run_at = aware(run_at) if run_at else now
-    task = Task(
-        task_name=task_name,
-        task_params=params,
-        task_hash=digest,
-        priority=priority,
+    task = build_task(
+        task_name,
+        args,
+        kwargs,
+        now=timezone.now(),
         run_at=run_at,
-        scheduled_at=run_at,
+        priority=priority,
         queue=queue,
         verbose_name=verbose_name,
-        repeat=repeat_seconds(repeat),
+        creator=creator,
+        repeat=repeat,
         repeat_until=repeat_until,
         max_attempts=max_attempts,
         timeout=timeout,
-        enqueued_at=now,
-        **creator_fields(creator),
     )
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
         task.save(using=using, force_insert=True)
         return task
     with transaction.atomic(using=using):
-        same = Task.objects.using(using).waiting().filter(task_hash=digest, locked_by=None)
+        same = Task.objects.using(using).waiting().filter(task_hash=task.task_hash, locked_by=None)
         if remove_existing_tasks:
             same.in_queues([queue]).delete()
         if queue:
             same = same.filter(queue=queue)
         if action == TaskSchedule.RESCHEDULE_EXISTING:
-            if same.update(run_at=task.run_at, priority=priority):
+            if same.update(run_at=task.run_at, priority=task.priority):
                 return None
         elif action == TaskSchedule.CHECK_EXISTING and same.exists():
             return None
         task.save(using=using, force_insert=True)
     return task
+
+
+def split_call(index: int, item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    if isinstance(item, Call):
+        return item.args, item.kwargs
+    if isinstance(item, tuple | list):
+        return item, {}
+    raise TypeError(
+        f"bulk() item {index} must be a tuple of positional arguments or "
+        f"background_task.call(...), not {type(item).__name__} {item!r:.60}."
+    )
+
+
+def bulk_schedule(
+    task_name: str,
+    calls: Iterable[Any],
+    *,
+    batch_size: int = 1000,
+    using: str | None = None,
+    **options: Any,
+) -> list[Task]:
+    """Store many calls of one task with multi-row INSERTs; return the rows.
+
+    Every call is validated and serialized before anything is written, so a
+    bad item stores nothing. ``options`` are those of :func:`build_task`.
+    """
+    now = timezone.now()
+    rows = [
+        build_task(task_name, *split_call(index, item), now=now, **options)
+        for index, item in enumerate(calls)
+    ]
+    created: list[Task] = Task.objects.using(using).bulk_create(rows, batch_size=batch_size)
+    return created

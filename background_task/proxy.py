@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from background_task.schedules import TaskSchedule
@@ -127,6 +127,52 @@ class TaskProxy:
             max_attempts=self.max_attempts,
             timeout=self.timeout,
         )
+
+    def bulk(
+        self,
+        calls: Iterable[Any],
+        *,
+        schedule: Any = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        verbose_name: str | None = None,
+        creator: Any = None,
+        repeat: Any = None,
+        repeat_until: Any = None,
+        batch_size: int = 1000,
+    ) -> list[Task]:
+        """Queue many runs at once with multi-row INSERTs; return the saved rows.
+
+        Each item of ``calls`` is a tuple of positional arguments or a
+        ``background_task.call(*args, **kwargs)``. The options apply to every
+        row, over the decorator's defaults. Nothing is stored if any item is
+        invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
+        """
+        from background_task.enqueue import bulk_schedule
+        from background_task.runner import DBTaskRunner
+        from background_task.signals import task_created
+
+        merged = TaskSchedule.create(schedule).merge(self.schedule)
+        if merged.action != TaskSchedule.SCHEDULE:
+            raise ValueError("bulk() cannot apply schedule actions; call the task once per row.")
+        rows = bulk_schedule(
+            self.name,
+            calls,
+            batch_size=batch_size,
+            run_at=merged.run_at,
+            priority=merged.priority if priority is None else priority,
+            queue=queue or self.queue,
+            verbose_name=verbose_name or self.verbose_name,
+            creator=creator,
+            repeat=repeat,
+            repeat_until=repeat_until,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+        )
+        if task_created.has_listeners(DBTaskRunner):
+            for row in rows:
+                task_created.send(sender=DBTaskRunner, task=row)
+        return rows
 
     def __str__(self) -> str:
         return f"TaskProxy({self.name})"

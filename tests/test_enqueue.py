@@ -148,3 +148,42 @@ def test_enqueue_in_atomic_is_rolled_back_with_it():
     with transaction.atomic():
         fixtures.noop()
     assert Task.objects.count() == 1
+
+
+def test_bulk_stores_every_call_in_few_inserts(django_assert_max_num_queries):
+    from background_task import call
+
+    with django_assert_max_num_queries(3):
+        rows = fixtures.record.bulk([("a",), call("b"), call(key="c")], priority=4, batch_size=2)
+    assert len(rows) == 3
+    stored = list(Task.objects.order_by("id").values_list("task_params", "priority", "queue"))
+    assert stored == [
+        ('[["a"], {}]', 4, "records"),
+        ('[["b"], {}]', 4, "records"),
+        ('[[], {"key": "c"}]', 4, "records"),
+    ]
+    assert len({row.task_id for row in rows}) == 3
+
+
+def test_bulk_validates_everything_before_writing():
+    with pytest.raises(TypeError, match="bulk\\(\\) item 1 must be a tuple"):
+        fixtures.record.bulk([("a",), "b"])
+    with pytest.raises(TypeError, match="positional argument 0 of type object"):
+        fixtures.record.bulk([("a",), (object(),)])
+    with pytest.raises(ValueError, match="schedule actions"):
+        fixtures.record.bulk([("a",)], schedule={"action": TaskSchedule.CHECK_EXISTING})
+    assert not Task.objects.exists()
+
+
+def test_bulk_sends_task_created_when_someone_listens():
+    received = []
+
+    def receiver(sender, task, **kwargs):
+        received.append(task.task_id)
+
+    task_created.connect(receiver)
+    try:
+        rows = fixtures.noop.bulk([(), ()])
+    finally:
+        task_created.disconnect(receiver)
+    assert received == [row.task_id for row in rows]
