@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LEGACY := $(VENV)/legacy-1.2.8
 
-.PHONY: demo test lint docs venv clean
+.PHONY: demo test lint docs venv clean bench
 
 venv: $(VENV)/.installed
 
@@ -41,3 +41,8 @@ docs: venv
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info
+
+# Benchmarks: make bench BENCH_ARGS="--db postgres --size 20000 --repeat 3"
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

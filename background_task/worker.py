@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from background_task import status
@@ -31,6 +31,7 @@ from background_task.conf import app_settings
 from background_task.exceptions import TaskNotRegistered
 from background_task.execution import (
     TRANSIENT_DB_ERRORS,
+    Outcome,
     TaskExecutor,
     WorkerStopped,
     close_connection,
@@ -44,6 +45,27 @@ logger = logging.getLogger("background_task.worker")
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
 MAINTENANCE_BATCH = 100  # rows handled per sweep
 MAX_OUTAGE_BACKOFF = 30.0  # seconds
+TARGET_BATCH_SECONDS = 0.5  # work a claimed batch should hold per thread
+MAX_BATCH = 100  # tasks claimed at once, at most
+DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
+CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
+
+_connection_checks = threading.local()
+
+
+def recycle_connections(force: bool = False) -> None:
+    """Close connections that failed or outlived CONN_MAX_AGE, as Django does per request.
+
+    Checking after every task would, with the default ``CONN_MAX_AGE = 0``,
+    reconnect for every task; so a busy worker checks every few seconds,
+    and at once after a database error.
+    """
+    now = time.monotonic()
+    last = getattr(_connection_checks, "at", float("-inf"))
+    failed = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
+    if force or failed or now - last >= CONNECTION_CHECK_INTERVAL:
+        close_old_connections()
+        _connection_checks.at = now
 
 
 def make_worker_id() -> str:
@@ -100,6 +122,7 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[Any], Task] = {}
         self._last_maintenance = float("-inf")
+        self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
 
     # -- signals -----------------------------------------------------------
@@ -194,39 +217,67 @@ class Worker:
             self._outage_delay = 0.0
         return result
 
+    def batch_size(self) -> int:
+        """How many tasks to claim now: free capacity, plus a short prefetch.
+
+        Once task durations are known, a batch holds about
+        ``TARGET_BATCH_SECONDS`` of work per thread (at most ``MAX_BATCH``),
+        so fast tasks are claimed many at a time while a slow task never
+        holds claims that another worker could start sooner.
+        """
+        wanted = self.threads
+        if self._mean_duration is not None:
+            per_thread = int(TARGET_BATCH_SECONDS / max(self._mean_duration, 1e-4))
+            wanted = min(MAX_BATCH, max(1, per_thread) * self.threads)
+        limit = max(0, wanted - len(self._running))
+        if self.max_tasks is not None:
+            limit = min(limit, self.max_tasks - self.claimed)
+        return limit
+
+    def _record_duration(self, seconds: float) -> None:
+        if self._mean_duration is None:
+            self._mean_duration = seconds
+        else:
+            self._mean_duration += DURATION_SMOOTHING * (seconds - self._mean_duration)
+
     def step(self) -> int:
         """Run maintenance if due, claim what fits and run or dispatch it."""
-        close_old_connections()
+        recycle_connections()
+        if self._running:
+            self._reap({future for future in self._running if future.done()})
         now = self.clock()
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
             self.maintenance(now)
             self._last_maintenance = time.monotonic()
-        limit = self.threads - len(self._running)
-        if self.max_tasks is not None:
-            limit = min(limit, self.max_tasks - self.claimed)
         batch = self.strategy.claim(
-            ClaimRequest(self.worker_id, limit, now, self.registry.names(), self.queues)
+            ClaimRequest(self.worker_id, self.batch_size(), now, self.registry.names(), self.queues)
         )
         self.claimed += len(batch)
         for index, task in enumerate(batch):
             if self.stopping.is_set():
                 self._release(batch[index:])
                 break
-            if self._pool is None:
-                self.executor.execute(task)
-                self.processed += 1
-                close_old_connections()
-            else:
+            if self._pool is not None:
                 self._running[self._pool.submit(self._execute_in_thread, task)] = task
+                continue
+            try:
+                outcome = self.executor.execute(task)
+            except WorkerStopped:
+                self._release(batch[index + 1 :])
+                raise
+            self.processed += 1
+            self._record_duration(outcome.duration)
+            recycle_connections()
         return len(batch)
 
-    def _execute_in_thread(self, task: Task) -> None:
+    def _execute_in_thread(self, task: Task) -> Outcome:
         try:
-            self.executor.execute(task)
+            return self.executor.execute(task)
         finally:
-            close_old_connections()
+            recycle_connections()
 
     def _idle(self) -> None:
+        recycle_connections(force=True)
         if self._running:
             done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
             self._reap(done)
@@ -238,8 +289,11 @@ class Worker:
         for future in done:
             task = self._running.pop(future)
             self.processed += 1
-            if future.exception() is not None:
-                logger.error("Task %s: worker error", task.task_id, exc_info=future.exception())
+            error = future.exception()
+            if error is not None:
+                logger.error("Task %s: worker error", task.task_id, exc_info=error)
+            else:
+                self._record_duration(future.result().duration)
 
     def _release(self, batch: Sequence[Task]) -> None:
         for task in batch:

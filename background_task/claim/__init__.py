@@ -24,6 +24,6 @@ def get_strategy(using: str = "default") -> ClaimStrategy:
         return PostgreSQLClaimStrategy(connection)
     if connection.vendor == "mysql" and skip_locked:
         return MySQLClaimStrategy(connection)
-    if connection.vendor == "sqlite":
+    if connection.vendor == "sqlite" and SQLiteClaimStrategy.available():
         return SQLiteClaimStrategy(connection)
     return GenericClaimStrategy(connection)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from background_task.claim.generic import GenericClaimStrategy
+import sqlite3
+
+from background_task.claim.returning import ReturningClaimStrategy
 
 
-class SQLiteClaimStrategy(GenericClaimStrategy):
-    """A single UPDATE statement: SQLite takes the write lock for it, so the
-    subquery and the update see the same data and claims never overlap.
+class SQLiteClaimStrategy(ReturningClaimStrategy):
+    """One ``UPDATE ... RETURNING`` statement: SQLite takes the write lock for
+    it, so the subquery and the update see the same data and claims never
+    overlap. Needs SQLite 3.35+; older versions use the generic strategy.
 
     A busy database ("database is locked" after the connection's timeout)
     surfaces as OperationalError, which the worker treats like any other
     passing database error.
     """
+
+    @staticmethod
+    def available() -> bool:
+        return sqlite3.sqlite_version_info >= (3, 35, 0)

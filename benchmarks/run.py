@@ -1,0 +1,486 @@
+"""The benchmark suite: `make bench` (or `python benchmarks/run.py --help`).
+
+Runs every scenario on each database `--repeat` times and prints min / median
+/ max, with our rates as a ratio of a raw-SQL reference on the same database
+and driver. Writes the figures as JSON. Each database runs in its own child
+process, because Django binds one database configuration per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DATABASES = ("sqlite", "postgres", "mysql")
+
+# scenario -> (unit, reference scenario or None, what it measures)
+SCENARIOS: dict[str, tuple[str, str | None, str]] = {
+    "raw_insert": ("rows/s", None, "reference: one INSERT per transaction, raw SQL, 1 client"),
+    "enqueue_single": ("tasks/s", "raw_insert", "task() calls in autocommit, 1 client"),
+    "enqueue_bulk": ("tasks/s", None, "task.bulk() in batches of 1000"),
+    "raw_claim": (
+        "rows/s",
+        None,
+        "reference: claim+delete 50 rows per transaction, raw SQL, 2 clients",
+    ),
+    "drain_1p": ("tasks/s", "raw_claim", "no-op tasks, 1 worker process"),
+    "drain_2p": ("tasks/s", "raw_claim", "no-op tasks, 2 worker processes"),
+    "drain_io": ("tasks/s", None, "10 ms sleeping tasks, 2 processes x 8 threads"),
+    "backlog_drain": ("tasks/s", "drain_1p", "first --size tasks of a --backlog queue, 1 process"),
+    "latency_p50": ("ms", None, "enqueue commit to task start, idle worker, default options"),
+    "latency_p95": ("ms", None, "as above, 95th percentile"),
+    "worker_rss": ("MB", None, "peak RSS of the worker process in drain_1p"),
+}
+
+
+# -- the parent: one child process per database ------------------------------
+
+
+def reachable(db: str) -> bool:
+    if db == "sqlite":
+        return True
+    code = (
+        "import psycopg; psycopg.connect(host='127.0.0.1', user='postgres', dbname='postgres', "
+        "connect_timeout=3).close()"
+        if db == "postgres"
+        else "import MySQLdb; MySQLdb.connect(host='127.0.0.1', user='root', passwd='', "
+        "connect_timeout=3).close()"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def print_table(results: dict[str, dict[str, list[float]]]) -> None:
+    header = f"{'database':<9} {'scenario':<15} {'unit':<8} {'min':>10} {'median':>10} {'max':>10}"
+    print(f"\n{header}  ratio")
+    for db, figures in results.items():
+        for name, (unit, reference, _) in SCENARIOS.items():
+            values = figures.get(name)
+            if not values:
+                continue
+            median = statistics.median(values)
+            ratio = ""
+            if reference and figures.get(reference):
+                ratio = f"{median / statistics.median(figures[reference]):.2f} x {reference}"
+            print(
+                f"{db:<9} {name:<15} {unit:<8} {min(values):>10,.1f} {median:>10,.1f} "
+                f"{max(values):>10,.1f}  {ratio}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", default="all", choices=[*DATABASES, "all"])
+    parser.add_argument(
+        "--size", type=int, default=10000, help="tasks per drain run (default 10000)"
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=100000, help="queue size for backlog_drain (default 100000)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repetitions of each scenario (default 3)"
+    )
+    parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--only", help="comma-separated scenarios to run")
+    parser.add_argument(
+        "--output", default=os.path.join(ROOT, "bench-results"), help="folder for the JSON"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    dbs = DATABASES if args.db == "all" else (args.db,)
+    results: dict[str, dict[str, list[float]]] = {}
+    for db in dbs:
+        if not reachable(db):
+            print(f"-- {db}: not reachable, skipped")
+            continue
+        print(f"-- {db}: running", flush=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", *sys.argv[1:]],
+            env=dict(os.environ, BENCH_DB=db, PYTHONPATH=ROOT),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if out.returncode != 0:
+            print(f"-- {db}: FAILED (exit {out.returncode})")
+            return out.returncode
+        results[db] = json.loads(out.stdout.strip().splitlines()[-1])
+    print_table(results)
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, f"bench-{datetime.now():%Y%m%d-%H%M%S}.json")
+    with open(path, "w") as handle:
+        json.dump(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "options": {"size": args.size, "backlog": args.backlog, "repeat": args.repeat},
+                "scenarios": {k: {"unit": v[0], "what": v[2]} for k, v in SCENARIOS.items()},
+                "results": results,
+            },
+            handle,
+            indent=2,
+        )
+    print(f"\nJSON: {path}")
+    return 0
+
+
+# -- the child: one database ---------------------------------------------------
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    db, name = os.environ.get("BENCH_DB", "sqlite"), os.environ.get("BENCH_DB_NAME", "bgtask_bench")
+    if db == "postgres":
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+    elif db == "mysql":
+        import MySQLdb
+
+        conn = MySQLdb.connect(host="127.0.0.1", user="root", passwd="")
+        conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        conn.close()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def reset() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("background_task", "background_task_completedtask"):
+            if connection.vendor == "sqlite":
+                cursor.execute(f"DELETE FROM {table}")
+            else:
+                cursor.execute(f"TRUNCATE TABLE {table}")
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM")
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ANALYZE background_task"
+                if connection.vendor == "postgresql"
+                else "ANALYZE TABLE background_task"
+            )
+            if connection.vendor == "mysql":
+                cursor.fetchall()
+
+
+def worker_env() -> dict[str, str]:
+    return dict(os.environ, DJANGO_SETTINGS_MODULE="benchmarks.settings", PYTHONPATH=ROOT)
+
+
+def run_workers(processes: int, *options: str) -> tuple[float, float]:
+    """Start burst workers, wait for them; return (wall seconds, peak RSS MB of the first)."""
+    from django.db import connections
+
+    connections.close_all()
+    started = time.monotonic()
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "process_tasks",
+                "--burst",
+                "--sleep",
+                "0.05",
+                *options,
+            ],
+            env=worker_env(),
+            cwd=ROOT,
+        )
+        for _ in range(processes)
+    ]
+    peak = 0
+    while any(child.poll() is None for child in children):
+        peak = max(peak, rss_kb(children[0].pid))
+        time.sleep(0.05)
+    if any(child.returncode for child in children):
+        raise RuntimeError(f"a worker failed: {[c.returncode for c in children]}")
+    return time.monotonic() - started, peak / 1024
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def drained_rate(expected: int) -> float:
+    """Tasks per second between the first start and the last finish; checks the counts."""
+    from django.db.models import Max, Min
+
+    from background_task.models import CompletedTask
+
+    done = CompletedTask.objects.filter(status="done")
+    count = done.count()
+    if count != expected:
+        raise RuntimeError(f"expected {expected} completed tasks, found {count}")
+    span = done.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    seconds = (span["last"] - span["first"]).total_seconds()
+    return expected / max(seconds, 1e-6)
+
+
+def enqueue_noops(count: int, task: Any = None) -> None:
+    from benchmarks.benchapp.tasks import noop
+
+    task = task or noop
+    for start in range(0, count, 10000):
+        task.bulk([(i,) for i in range(start, min(start + 10000, count))], batch_size=1000)
+
+
+def scenario_raw_insert(size: int) -> float:
+    from django.db import connection
+    from django.utils import timezone
+
+    n = max(size // 2, 10)
+    now = timezone.now()
+    columns = (
+        "task_name, task_params, task_hash, priority, run_at, repeat, attempts, last_error, "
+        "task_id, status, errors, worker_ids, cancel_requested"
+    )
+    sql = (
+        f"INSERT INTO background_task ({columns}) "
+        "VALUES (%s, %s, %s, 0, %s, 0, 0, '', %s, 'waiting', '[]', '[]', %s)"
+    )
+    false = False
+    with connection.cursor() as cursor:
+        started = time.perf_counter()
+        for i in range(n):
+            cursor.execute(
+                sql,
+                [
+                    "benchmarks.benchapp.tasks.noop",
+                    f"[[{i}], {{}}]",
+                    "x" * 40,
+                    now,
+                    str(uuid.uuid4()),
+                    false,
+                ],
+            )
+        elapsed = time.perf_counter() - started
+    return n / elapsed
+
+
+def scenario_enqueue_single(size: int) -> float:
+    from benchmarks.benchapp.tasks import noop
+
+    n = max(size // 2, 10)
+    started = time.perf_counter()
+    for i in range(n):
+        noop(i)
+    return n / (time.perf_counter() - started)
+
+
+def scenario_enqueue_bulk(size: int) -> float:
+    from benchmarks.benchapp.tasks import noop
+
+    started = time.perf_counter()
+    noop.bulk([(i,) for i in range(size)], batch_size=1000)
+    return size / (time.perf_counter() - started)
+
+
+def _raw_claim_client(limit: int, counter: Any) -> None:
+    from django.db import connection, transaction
+
+    vendor = connection.vendor
+    done = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if vendor == "sqlite":
+                cursor.execute(
+                    "DELETE FROM background_task WHERE id IN (SELECT id FROM background_task "
+                    "WHERE status = 'waiting' ORDER BY priority DESC, run_at, id LIMIT %s)",
+                    [limit],
+                )
+                got = cursor.rowcount
+            else:
+                cursor.execute(
+                    "SELECT id FROM background_task WHERE status = 'waiting' "
+                    "ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    [limit],
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                got = len(ids)
+                if ids:
+                    cursor.execute(
+                        f"DELETE FROM background_task WHERE id IN ({','.join(['%s'] * got)})", ids
+                    )
+        if not got:
+            break
+        done += got
+    with counter.get_lock():
+        counter.value += done
+
+
+def scenario_raw_claim(size: int) -> float:
+    from django.db import connections
+
+    enqueue_noops(size)
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("i", 0)
+    clients = [context.Process(target=_raw_claim_client, args=(50, counter)) for _ in range(2)]
+    started = time.perf_counter()
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    elapsed = time.perf_counter() - started
+    if counter.value != size:
+        raise RuntimeError(f"raw claim removed {counter.value} rows, expected {size}")
+    return size / elapsed
+
+
+def make_drain(processes: int) -> Callable[[int], float]:
+    def scenario(size: int) -> float:
+        enqueue_noops(size)
+        _, peak = run_workers(processes)
+        if processes == 1:
+            EXTRA["worker_rss"].append(peak)
+        return drained_rate(size)
+
+    return scenario
+
+
+def scenario_drain_io(size: int) -> float:
+    from benchmarks.benchapp.tasks import sleep_10ms
+
+    n = max(size // 10, 20)
+    enqueue_noops(n, sleep_10ms)
+    run_workers(2, "--threads", "8")
+    return drained_rate(n)
+
+
+def scenario_backlog_drain(size: int) -> float:
+    enqueue_noops(OPTIONS["backlog"])
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor != "sqlite":
+            cursor.execute(
+                "ANALYZE background_task"
+                if connection.vendor == "postgresql"
+                else "ANALYZE TABLE background_task"
+            )
+            if connection.vendor == "mysql":
+                cursor.fetchall()
+    run_workers(1, "--max-tasks", str(size))
+    return drained_rate(size)
+
+
+def scenario_latency(size: int) -> float:
+    from django.db import connections
+
+    from background_task.models import CompletedTask
+    from benchmarks.benchapp.tasks import stamp
+
+    connections.close_all()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", "process_tasks"], env=worker_env(), cwd=ROOT
+    )
+    samples = []
+    try:
+        time.sleep(2)  # let it start and go idle
+        for _ in range(OPTIONS["latency_samples"]):
+            task = stamp(time.time())
+            deadline = time.monotonic() + 30
+            while True:
+                row = (
+                    CompletedTask.objects.filter(task_id=task.task_id)
+                    .values_list("result", flat=True)
+                    .first()
+                )
+                if row is not None:
+                    samples.append(json.loads(row) * 1000)
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("a latency probe did not run within 30s")
+                time.sleep(0.002)
+            time.sleep(random.uniform(0.05, 0.3))
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    samples.sort()
+    EXTRA["latency_p95"].append(samples[min(len(samples) - 1, int(len(samples) * 0.95))])
+    return statistics.median(samples)
+
+
+EXTRA: dict[str, list[float]] = {"worker_rss": [], "latency_p95": []}
+OPTIONS: dict[str, Any] = {}
+
+
+def child(args: argparse.Namespace) -> int:
+    setup_django()
+    OPTIONS.update(backlog=args.backlog, latency_samples=args.latency_samples)
+    scenarios: dict[str, Callable[[int], float]] = {
+        "raw_insert": scenario_raw_insert,
+        "enqueue_single": scenario_enqueue_single,
+        "enqueue_bulk": scenario_enqueue_bulk,
+        "raw_claim": scenario_raw_claim,
+        "drain_1p": make_drain(1),
+        "drain_2p": make_drain(2),
+        "drain_io": scenario_drain_io,
+        "backlog_drain": scenario_backlog_drain,
+        "latency_p50": scenario_latency,
+    }
+    only = set(args.only.split(",")) if args.only else None
+    results: dict[str, list[float]] = {}
+    for name, scenario in scenarios.items():
+        if only and name not in only:
+            continue
+        values = []
+        for _ in range(args.repeat):
+            reset()
+            values.append(scenario(args.size))
+            print(
+                f"   {os.environ['BENCH_DB']:<8} {name:<15} {values[-1]:,.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+        results[name] = values
+    for name, values in EXTRA.items():
+        if values:
+            results[name] = values
+    reset()
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

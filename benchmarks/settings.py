@@ -1,0 +1,60 @@
+"""Settings of the benchmark project; BENCH_DB picks sqlite, postgres or mysql."""
+
+import os
+import tempfile
+
+DB = os.environ.get("BENCH_DB", "sqlite")
+NAME = os.environ.get("BENCH_DB_NAME", "bgtask_bench")
+HOST = os.environ.get("DB_HOST", "127.0.0.1")
+
+if DB == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(tempfile.gettempdir(), f"{NAME}.sqlite3"),
+            "OPTIONS": {
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+elif DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": NAME,
+            "USER": "postgres",
+            "HOST": HOST,
+            "PORT": "5432",
+        }
+    }
+elif DB == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": NAME,
+            "USER": "root",
+            "HOST": HOST,
+            "PORT": "3306",
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
+else:
+    raise RuntimeError(f"BENCH_DB must be sqlite, postgres or mysql, not {DB!r}")
+
+SECRET_KEY = "bench-only"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "background_task",
+    "benchmarks.benchapp",
+]
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"background_task": {"handlers": ["stderr"], "level": "WARNING"}},
+}
