@@ -106,6 +106,7 @@ def main() -> int:
         return child(args)
     dbs = DATABASES if args.db == "all" else (args.db,)
     results: dict[str, dict[str, list[float]]] = {}
+    failed: list[str] = []
     for db in dbs:
         if not reachable(db):
             print(f"-- {db}: not reachable, skipped")
@@ -119,7 +120,8 @@ def main() -> int:
         )
         if out.returncode != 0:
             print(f"-- {db}: FAILED (exit {out.returncode})")
-            return out.returncode
+            failed.append(db)
+            continue
         results[db] = json.loads(out.stdout.strip().splitlines()[-1])
     print_table(results)
     os.makedirs(args.output, exist_ok=True)
@@ -140,7 +142,9 @@ def main() -> int:
             indent=2,
         )
     print(f"\nJSON: {path}")
-    return 0
+    if failed:
+        print(f"FAILED on: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 # -- the child: one database ---------------------------------------------------
@@ -270,10 +274,23 @@ def scenario_raw_insert(size: int) -> float:
 
     n = max(size // 2, 10)
     now = timezone.now()
-    columns = (
-        "task_name, task_params, task_hash, priority, run_at, repeat, attempts, last_error, "
-        "task_id, status, errors, worker_ids, cancel_requested"
-    )
+    quote = connection.ops.quote_name
+    names = [
+        "task_name",
+        "task_params",
+        "task_hash",
+        "priority",
+        "run_at",
+        "repeat",
+        "attempts",
+        "last_error",
+        "task_id",
+        "status",
+        "errors",
+        "worker_ids",
+        "cancel_requested",
+    ]
+    columns = ", ".join(quote(name) for name in names)
     sql = (
         f"INSERT INTO background_task ({columns}) "
         "VALUES (%s, %s, %s, 0, %s, 0, 0, '', %s, 'waiting', '[]', '[]', %s)"
@@ -316,36 +333,46 @@ def scenario_enqueue_bulk(size: int) -> float:
 
 
 def _raw_claim_client(limit: int, counter: Any) -> None:
-    from django.db import connection, transaction
+    from django.db import OperationalError, connection
 
     vendor = connection.vendor
     done = 0
     while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            if vendor == "sqlite":
-                cursor.execute(
-                    "DELETE FROM background_task WHERE id IN (SELECT id FROM background_task "
-                    "WHERE status = 'waiting' ORDER BY priority DESC, run_at, id LIMIT %s)",
-                    [limit],
-                )
-                got = cursor.rowcount
-            else:
-                cursor.execute(
-                    "SELECT id FROM background_task WHERE status = 'waiting' "
-                    "ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-                    [limit],
-                )
-                ids = [row[0] for row in cursor.fetchall()]
-                got = len(ids)
-                if ids:
-                    cursor.execute(
-                        f"DELETE FROM background_task WHERE id IN ({','.join(['%s'] * got)})", ids
-                    )
+        try:
+            got = _raw_claim_once(vendor, limit)
+        except OperationalError as exc:
+            if "Deadlock" in str(exc) or "deadlock" in str(exc):
+                continue  # InnoDB picked this transaction as the victim; try again
+            raise
         if not got:
             break
         done += got
     with counter.get_lock():
         counter.value += done
+
+
+def _raw_claim_once(vendor: str, limit: int) -> int:
+    """Claim and delete up to ``limit`` rows in one transaction; return how many."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        if vendor == "sqlite":
+            cursor.execute(
+                "DELETE FROM background_task WHERE id IN (SELECT id FROM background_task "
+                "WHERE status = 'waiting' ORDER BY priority DESC, run_at, id LIMIT %s)",
+                [limit],
+            )
+            return int(cursor.rowcount)
+        cursor.execute(
+            "SELECT id FROM background_task WHERE status = 'waiting' "
+            "ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            placeholders = ",".join(["%s"] * len(ids))
+            cursor.execute(f"DELETE FROM background_task WHERE id IN ({placeholders})", ids)
+        return len(ids)
 
 
 def scenario_raw_claim(size: int) -> float:
@@ -362,6 +389,8 @@ def scenario_raw_claim(size: int) -> float:
     for client in clients:
         client.join()
     elapsed = time.perf_counter() - started
+    if any(client.exitcode for client in clients):
+        raise RuntimeError(f"a raw claim client failed: {[c.exitcode for c in clients]}")
     if counter.value != size:
         raise RuntimeError(f"raw claim removed {counter.value} rows, expected {size}")
     return size / elapsed

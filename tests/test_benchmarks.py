@@ -1,0 +1,71 @@
+"""The benchmark harness runs end to end at a tiny size (no timing is asserted).
+
+Each scenario checks its own counts (every task completed exactly once,
+every raw-claim row removed), so a passing run means the figures measure
+what they say. Run once, on the SQLite pass.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("DB_BACKEND", "sqlite") != "sqlite", reason="run once, on the SQLite pass"
+)
+
+
+def test_every_scenario_runs_and_reports():
+    out = tempfile.mkdtemp()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["BENCH_DB_NAME"] = "bgtask_bench_test"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "run.py"),
+            "--db",
+            "sqlite",
+            "--size",
+            "60",
+            "--backlog",
+            "150",
+            "--repeat",
+            "1",
+            "--latency-samples",
+            "2",
+            "--output",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [name] = os.listdir(out)
+    with open(os.path.join(out, name)) as handle:
+        report = json.load(handle)
+    figures = report["results"]["sqlite"]
+    expected = {
+        "raw_insert",
+        "enqueue_single",
+        "enqueue_bulk",
+        "raw_claim",
+        "drain_1p",
+        "drain_2p",
+        "drain_io",
+        "backlog_drain",
+        "latency_p50",
+        "latency_p95",
+        "worker_rss",
+    }
+    assert set(figures) == expected
+    assert all(value > 0 for values in figures.values() for value in values)
+    assert "x raw_insert" in result.stdout and "x raw_claim" in result.stdout
