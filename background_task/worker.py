@@ -283,7 +283,7 @@ class Worker:
             self._reap(done)
         else:
             logger.debug("waiting for tasks")
-            self.stopping.wait(self.sleep)
+            self.strategy.wait(self.sleep, self.stopping)
 
     def _reap(self, done: set[Future[Any]]) -> None:
         for future in done:
@@ -307,6 +307,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        self.strategy.close()
         if self._pool is None:
             return
         if self._running:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,6 +63,7 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # so kill() can reach the supervisor's children too
         )
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
@@ -71,17 +73,19 @@ class WorkerProcess:
         try:
             output, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            self.process.kill()
-            output, _ = self.process.communicate()
+            self.kill()
+            output = ""
             raise AssertionError(
                 f"worker {self.args} did not exit in {timeout}s:\n{output}"
             ) from exc
         return self.process.returncode, output
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        """Kill the worker and anything it started (workers of a supervisor)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.communicate(timeout=10)
 
 
 @pytest.fixture

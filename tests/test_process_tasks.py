@@ -166,6 +166,25 @@ def test_supervisor_restarts_a_killed_worker_and_stops_cleanly(start_worker):
     assert "restarting" in output
 
 
+@pytest.mark.skipif(
+    "not __import__('background_task.claim', fromlist=['get_strategy']).get_strategy()"
+    ".__class__.__name__.startswith(('PostgreSQL', 'SQLite'))",
+    reason="push or change-check wake-ups exist on PostgreSQL and SQLite",
+)
+def test_an_idle_worker_wakes_for_a_new_task_before_its_sleep_ends(start_worker):
+    worker = start_worker("--sleep", "30")
+    fixtures.record("warm-up")
+    wait_until(lambda: Execution.objects.count() == 1, timeout=40)
+    time.sleep(0.5)  # idle now, in a 30 s wait
+    began = time.monotonic()
+    fixtures.record("wake")
+    wait_until(lambda: Execution.objects.filter(key="wake").exists(), timeout=20)
+    assert time.monotonic() - began < 10
+    worker.signal(signal.SIGTERM)
+    code, output = worker.wait(timeout=30)
+    assert code == 0, output
+
+
 def test_log_std_keeps_flush_working(start_worker):
     fixtures.chatty("hello")
     worker = start_worker(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +51,28 @@ class ClaimStrategy:
         """Claim up to ``request.limit`` tasks and return them, marked running."""
         if request.limit <= 0 or not request.names:
             return []
+        self.before_claim()
         token = uuid.uuid4().hex
         if not self.claim_ids(request, token):
             return []
         return list(
             Task.objects.using(self.connection.alias).filter(claim_token=token).in_claim_order()
         )
+
+    def before_claim(self) -> None:
+        """Note the database's change marker, so :meth:`wait` sees later changes."""
+
+    def wait(self, timeout: float, stopping: threading.Event) -> None:
+        """Wait up to ``timeout`` seconds for new work, or until ``stopping`` is set.
+
+        The default sleeps. Strategies that can notice new tasks sooner
+        return early; the worker then claims through SQL as usual, so an
+        early or spurious return only costs one claim query.
+        """
+        stopping.wait(timeout)
+
+    def close(self) -> None:
+        """Release what :meth:`wait` holds (a listening connection, say)."""
 
     def claim_ids(self, request: ClaimRequest, token: str) -> int:
         """Mark the claimed rows with ``token``; return how many were claimed."""

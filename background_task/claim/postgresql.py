@@ -1,8 +1,18 @@
-"""Claiming on PostgreSQL."""
+"""Claiming on PostgreSQL, with LISTEN/NOTIFY wake-ups."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from typing import Any
+
 from background_task.claim.returning import ReturningClaimStrategy
+
+logger = logging.getLogger("background_task.worker")
+
+CHANNEL = "background_task"  # NOTIFY channel of the insert trigger (migration 0004)
+LISTEN_SLICE = 0.5  # seconds; how often a listening worker checks whether it must stop
 
 
 class PostgreSQLClaimStrategy(ReturningClaimStrategy):
@@ -11,11 +21,80 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     One statement and one round trip. Concurrent workers skip each other's
     candidate rows instead of waiting for them, and READ COMMITTED re-checks
     ``status`` on a row that changed between the scan and the lock.
+
+    An idle worker LISTENs on its own connection (psycopg 3) for the
+    notification a trigger sends when tasks are inserted; PostgreSQL
+    delivers it when the enqueuing transaction commits. A notification is
+    only a hint: the worker then claims through SQL as always. Without
+    psycopg 3, or if listening fails, the worker polls.
     """
 
     supports_skip_locked = True
+    supports_notify = True
     candidate_suffix = " FOR UPDATE SKIP LOCKED"
     # Not ``IN (subquery)``: the planner may re-scan that subquery, and each
     # re-scan locks further rows, so more than LIMIT rows get claimed.
     # ``= ANY(ARRAY(...))`` evaluates it exactly once.
     membership = "{id} = ANY(ARRAY({subquery}))"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener: Any = None
+        self._listen_failed_at = float("-inf")
+
+    def listener(self) -> Any:
+        """The LISTEN connection, opened on first use (so after any fork)."""
+        if self._listener is not None and not self._listener.closed:
+            return self._listener
+        if time.monotonic() - self._listen_failed_at < 30:
+            return None
+        try:
+            import psycopg
+
+            params = self.connection.get_connection_params()
+            listener = psycopg.connect(**params, autocommit=True)
+            listener.execute(f"LISTEN {CHANNEL}")
+        except Exception as exc:  # any failure means: poll instead
+            self._listen_failed_at = time.monotonic()
+            logger.warning("Cannot LISTEN for new tasks (%s); polling instead.", exc)
+            return None
+        self._listener = listener
+        return listener
+
+    def before_claim(self) -> None:
+        # Listen before claiming: a task committed after an empty claim then
+        # leaves a notification waiting, and wait() returns at once.
+        self.listener()
+
+    def wait(self, timeout: float, stopping: threading.Event) -> None:
+        listener = self.listener()
+        if listener is None:
+            super().wait(timeout, stopping)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            while not stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                woken = False
+                for _ in listener.notifies(timeout=min(LISTEN_SLICE, remaining), stop_after=1):
+                    woken = True
+                if woken:
+                    # Drain what else arrived, so the next wait does not wake for it.
+                    # (Only once the first generator is done: it holds the
+                    # connection's lock, and a nested notifies() would deadlock.)
+                    for _ in listener.notifies(timeout=0):
+                        pass
+                    return
+        except Exception as exc:  # the listener broke: poll until it is back
+            logger.warning("Lost the LISTEN connection (%s); polling.", exc)
+            self.close()
+            self._listen_failed_at = time.monotonic()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            finally:
+                self._listener = None

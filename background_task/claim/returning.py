@@ -28,6 +28,7 @@ class ReturningClaimStrategy(ClaimStrategy):
     def claim(self, request: ClaimRequest) -> list[Task]:
         if request.limit <= 0 or not request.names:
             return []
+        self.before_claim()
         token = uuid.uuid4().hex
         quote = self.connection.ops.quote_name
         subquery, sub_params = (

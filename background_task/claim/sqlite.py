@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 
 from background_task.claim.returning import ReturningClaimStrategy
+
+CHANGE_POLL_INTERVAL = 0.005  # seconds between PRAGMA data_version checks when idle
 
 
 class SQLiteClaimStrategy(ReturningClaimStrategy):
@@ -12,11 +16,37 @@ class SQLiteClaimStrategy(ReturningClaimStrategy):
     it, so the subquery and the update see the same data and claims never
     overlap. Needs SQLite 3.35+; older versions use the generic strategy.
 
+    An idle worker watches ``PRAGMA data_version``, which changes whenever
+    another connection commits, instead of re-running the claim query: new
+    tasks are picked up within milliseconds for a few microseconds of CPU per
+    check.
+
     A busy database ("database is locked" after the connection's timeout)
     surfaces as OperationalError, which the worker treats like any other
     passing database error.
     """
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._version: int | None = None
+
     @staticmethod
     def available() -> bool:
         return sqlite3.sqlite_version_info >= (3, 35, 0)
+
+    def data_version(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("PRAGMA data_version")
+            return int(cursor.fetchone()[0])
+
+    def before_claim(self) -> None:
+        self._version = self.data_version()
+
+    def wait(self, timeout: float, stopping: threading.Event) -> None:
+        deadline = time.monotonic() + timeout
+        baseline = self._version if self._version is not None else self.data_version()
+        while not stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.data_version() != baseline:
+                return
+            stopping.wait(min(CHANGE_POLL_INTERVAL, remaining))
