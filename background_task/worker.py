@@ -122,6 +122,7 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[Any], Task] = {}
         self._last_maintenance = float("-inf")
+        self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
 
@@ -207,14 +208,20 @@ class Worker:
         try:
             result = action()
         except TRANSIENT_DB_ERRORS as exc:
+            close_connection(self.using)
+            if not self._outage_delay and not self._retried_at_once:
+                # Often just a connection the server dropped while idle: retry at once.
+                self._retried_at_once = True
+                logger.info("Database connection lost (%s); reconnecting.", exc)
+                return None
             self._outage_delay = min(max(self._outage_delay * 2, 1.0), MAX_OUTAGE_BACKOFF)
             logger.warning("Database unavailable (%s); retrying in %.0fs.", exc, self._outage_delay)
-            close_connection(self.using)
             self.stopping.wait(self._outage_delay)
             return None
         if self._outage_delay:
             logger.info("Database reachable again.")
             self._outage_delay = 0.0
+        self._retried_at_once = False
         return result
 
     def batch_size(self) -> int:
@@ -277,7 +284,10 @@ class Worker:
             recycle_connections()
 
     def _idle(self) -> None:
-        recycle_connections(force=True)
+        # Connections are checked at the start of each step, not here: the
+        # claim that follows a check warms a reopened connection, so a
+        # wake-up finds it ready (a new connection and its first query cost
+        # several milliseconds on a server database).
         if self._running:
             done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
             self._reap(done)
