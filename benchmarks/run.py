@@ -188,14 +188,21 @@ def reset() -> None:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM")
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "ANALYZE background_task"
-                if connection.vendor == "postgresql"
-                else "ANALYZE TABLE background_task"
-            )
-            if connection.vendor == "mysql":
-                cursor.fetchall()
+        analyze()
+
+
+def analyze() -> None:
+    """Refresh the planner statistics of the task table (server databases)."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE background_task")
+        else:
+            cursor.execute("ANALYZE TABLE background_task")
+            cursor.fetchall()
 
 
 def worker_env() -> dict[str, str]:
@@ -418,17 +425,7 @@ def scenario_drain_io(size: int) -> float:
 
 def scenario_backlog_drain(size: int) -> float:
     enqueue_noops(OPTIONS["backlog"])
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor != "sqlite":
-            cursor.execute(
-                "ANALYZE background_task"
-                if connection.vendor == "postgresql"
-                else "ANALYZE TABLE background_task"
-            )
-            if connection.vendor == "mysql":
-                cursor.fetchall()
+    analyze()
     run_workers(1, "--max-tasks", str(size))
     return drained_rate(size)
 
