@@ -37,6 +37,10 @@ TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 MAX_ERROR_MESSAGE = 2000  # characters kept of an exception message
 
 
+class _SomeClaimLost(Exception):
+    """Rolls back a batch of successes in which a claim no longer holds."""
+
+
 class ClaimLost(BackgroundTaskError):
     """The claim token no longer matches: another worker took the task over."""
 
@@ -110,6 +114,8 @@ class TaskExecutor:
         self._signatures: dict[Callable[..., Any], inspect.Signature | None] = {}
         #: True while user code runs, so a forced stop may interrupt it.
         self.in_task_code = False
+        #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
+        self.pending: list[tuple[Task, str | None, datetime]] = []
 
     def call_arguments(
         self, task: Task, function: Callable[..., Any]
@@ -133,8 +139,20 @@ class TaskExecutor:
                 ) from exc
         return args, kwargs
 
-    def execute(self, task: Task) -> Outcome:
-        """Run a task this worker has claimed and record the outcome."""
+    def can_defer_successes(self) -> bool:
+        """Successes may be recorded in batches only while no receiver could
+        see the per-task signal order change (started, successful, finished)."""
+        return not (
+            signals.task_successful.has_listeners(Task) or signals.task_finished.has_listeners(Task)
+        )
+
+    def execute(self, task: Task, *, defer_success: bool = False) -> Outcome:
+        """Run a task this worker has claimed and record the outcome.
+
+        With ``defer_success`` (and no receivers of the success signals), a
+        success is queued for :meth:`flush`, which records many in one
+        transaction; failures are always recorded at once.
+        """
         started = time.monotonic()
         logger.info(
             "Task %s (%s) started, attempt %d", task.task_id, task.task_name, task.attempts + 1
@@ -149,7 +167,11 @@ class TaskExecutor:
                 value = function(*args, **kwargs)
             finally:
                 self.in_task_code = False
-            result = self.persist(partial(self.record_success, task, encode_result(value)))
+            if defer_success and self.can_defer_successes():
+                self.pending.append((task, encode_result(value), self.clock()))
+                result = "done"
+            else:
+                result = self.persist(partial(self.record_success, task, encode_result(value)))
         except WorkerStopped as stopped:
             self.persist(partial(self.record_failure, task, stopped))
             raise
@@ -188,6 +210,58 @@ class TaskExecutor:
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    def flush(self) -> None:
+        """Record the deferred successes, in one transaction when all claims hold."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        try:
+            self.persist(partial(self._record_successes, pending))
+        except _SomeClaimLost:
+            # Rolled back: record them one by one, each fenced on its own.
+            for task, result, finished in pending:
+                self.persist(partial(self.record_success, task, result, finished))
+
+    def _record_successes(self, pending: list[tuple[Task, str | None, datetime]]) -> str:
+        by_token: dict[str | None, list[int]] = {}
+        for task, _, _ in pending:
+            by_token.setdefault(task.claim_token, []).append(task.pk)
+        with transaction.atomic(using=self.using):
+            # Delete first: on SQLite a transaction that reads before it
+            # writes can fail to take the write lock under contention.
+            for token, ids in by_token.items():
+                deleted, _ = (
+                    Task.objects.using(self.using).filter(claim_token=token, pk__in=ids).delete()
+                )
+                if deleted != len(ids):
+                    raise _SomeClaimLost
+            CompletedTask.objects.using(self.using).bulk_create(
+                [
+                    self._completed(task, finished, status=status.DONE, result=result)
+                    for task, result, finished in pending
+                ]
+            )
+            repetitions = [
+                repetition
+                for task, _, finished in pending
+                if (repetition := task.next_repetition(finished)) is not None
+            ]
+            if repetitions:
+                Task.objects.using(self.using).bulk_create(repetitions)
+        for task, _, _ in pending:
+            legacy_logger.info("Ran task and deleting %s", task)
+        return "done"
+
+    def _completed(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
+        """The history row of a finished attempt by this worker."""
+        return task.completed_task(
+            now,
+            attempts=task.attempts + 1,
+            worker_ids=[*(task.worker_ids or []), self.worker_id],
+            expires_at=now + timedelta(seconds=task.result_ttl) if task.result_ttl else None,
+            **values,
+        )
+
     def _delete_claimed(self, task: Task) -> None:
         deleted, _ = (
             Task.objects.using(self.using).filter(pk=task.pk, claim_token=task.claim_token).delete()
@@ -200,13 +274,7 @@ class TaskExecutor:
 
     def _finish(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
         """Move the task to the completed table and queue its next repetition."""
-        completed = task.completed_task(
-            now,
-            attempts=task.attempts + 1,
-            worker_ids=[*(task.worker_ids or []), self.worker_id],
-            expires_at=now + timedelta(seconds=task.result_ttl) if task.result_ttl else None,
-            **values,
-        )
+        completed = self._completed(task, now, **values)
         with transaction.atomic(using=self.using):
             self._delete_claimed(task)
             completed.save(using=self.using, force_insert=True)
@@ -215,8 +283,10 @@ class TaskExecutor:
                 repetition.save(using=self.using, force_insert=True)
         return completed
 
-    def record_success(self, task: Task, result: str | None) -> str:
-        completed = self._finish(task, self.clock(), status=status.DONE, result=result)
+    def record_success(
+        self, task: Task, result: str | None, finished: datetime | None = None
+    ) -> str:
+        completed = self._finish(task, finished or self.clock(), status=status.DONE, result=result)
         legacy_logger.info("Ran task and deleting %s", task)
         send_robust(signals.task_successful, Task, task_id=task.pk, completed_task=completed)
         return "done"

@@ -49,6 +49,8 @@ TARGET_BATCH_SECONDS = 0.5  # work a claimed batch should hold per thread
 MAX_BATCH = 100  # tasks claimed at once, at most
 DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
 CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
+FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
+FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 
 _connection_checks = threading.local()
 
@@ -260,22 +262,34 @@ class Worker:
             ClaimRequest(self.worker_id, self.batch_size(), now, self.registry.names(), self.queues)
         )
         self.claimed += len(batch)
-        for index, task in enumerate(batch):
-            if self.stopping.is_set():
-                self._release(batch[index:])
-                break
-            if self._pool is not None:
-                self._running[self._pool.submit(self._execute_in_thread, task)] = task
-                continue
-            try:
-                outcome = self.executor.execute(task)
-            except WorkerStopped:
-                self._release(batch[index + 1 :])
-                raise
-            self.processed += 1
-            self._record_duration(outcome.duration)
-            recycle_connections()
+        try:
+            for index, task in enumerate(batch):
+                if self.stopping.is_set():
+                    self._release(batch[index:])
+                    break
+                if self._pool is not None:
+                    self._running[self._pool.submit(self._execute_in_thread, task)] = task
+                    continue
+                try:
+                    outcome = self.executor.execute(task, defer_success=True)
+                except WorkerStopped:
+                    self._release(batch[index + 1 :])
+                    raise
+                self.processed += 1
+                self._record_duration(outcome.duration)
+                self._flush_if_due()
+                recycle_connections()
+        finally:
+            # Successes are never held past the batch that produced them.
+            self.executor.flush()
         return len(batch)
+
+    def _flush_if_due(self) -> None:
+        pending = self.executor.pending
+        if len(pending) >= FLUSH_EVERY_TASKS or (
+            pending and (self.clock() - pending[0][2]).total_seconds() >= FLUSH_EVERY_SECONDS
+        ):
+            self.executor.flush()
 
     def _execute_in_thread(self, task: Task) -> Outcome:
         try:

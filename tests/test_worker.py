@@ -295,3 +295,56 @@ def test_threads_run_tasks_concurrently(clock):
     worker.run()
     assert Execution.objects.count() == 6
     assert CompletedTask.objects.count() == 6
+
+
+def test_successes_of_a_batch_are_recorded_together(clock, django_assert_max_num_queries):
+    for i in range(10):
+        fixtures.record(str(i), schedule=0, repeat=Task.HOURLY if i == 0 else None)
+    worker = make_worker(clock)
+    worker._mean_duration = 0.001  # known fast tasks: claim them in one batch
+    # The claim (1 to 4 statements, by database) + 20 by the tasks themselves
+    # (an Execution insert and update each) + one flush transaction of a few
+    # statements. Recording each success on its own needs 50 or more.
+    with django_assert_max_num_queries(36):
+        assert worker.step() == 10
+    done = CompletedTask.objects.filter(status="done")
+    assert done.count() == 10
+    assert all(row.worker_ids == [worker.worker_id] and row.attempts == 1 for row in done)
+    assert Task.objects.get().repeat == Task.HOURLY  # the repetition of the first
+    assert Execution.objects.count() == 10
+
+
+def test_a_lost_claim_in_a_batch_is_discarded_and_the_rest_recorded(clock):
+    tasks_ = [fixtures.record(str(i), schedule=0) for i in range(3)]
+    worker = make_worker(clock)
+    batch = worker.strategy.claim(ClaimRequest(worker.worker_id, 3, clock.now, tasks.names()))
+    for task in batch:
+        worker.executor.execute(task, defer_success=True)
+    assert len(worker.executor.pending) == 3
+    # Another worker took the second task over meanwhile.
+    Task.objects.filter(pk=tasks_[1].pk).update(claim_token="other", locked_by="other")
+    worker.executor.flush()
+    assert worker.executor.pending == []
+    assert set(CompletedTask.objects.values_list("task_id", flat=True)) == {
+        tasks_[0].task_id,
+        tasks_[2].task_id,
+    }
+    assert Task.objects.get().locked_by == "other"
+
+
+def test_successes_are_not_deferred_while_someone_listens(clock):
+    def receiver(**kwargs):
+        pass
+
+    signals.task_finished.connect(receiver)
+    try:
+        fixtures.noop(schedule=0)
+        worker = make_worker(clock)
+        [claimed] = worker.strategy.claim(
+            ClaimRequest(worker.worker_id, 1, clock.now, tasks.names())
+        )
+        worker.executor.execute(claimed, defer_success=True)
+        assert worker.executor.pending == []
+        assert CompletedTask.objects.count() == 1
+    finally:
+        signals.task_finished.disconnect(receiver)

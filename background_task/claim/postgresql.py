@@ -41,6 +41,9 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
         super().__init__(*args, **kwargs)
         self._listener: Any = None
         self._listen_failed_at = float("-inf")
+        # Set by the first wait(): only a worker that goes idle listens, so
+        # one-off claims (tasks.run_next_task()) open no extra connection.
+        self._listening = False
 
     def listener(self) -> Any:
         """The LISTEN connection, opened on first use (so after any fork)."""
@@ -64,9 +67,14 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     def before_claim(self) -> None:
         # Listen before claiming: a task committed after an empty claim then
         # leaves a notification waiting, and wait() returns at once.
-        self.listener()
+        if self._listening:
+            self.listener()
 
     def wait(self, timeout: float, stopping: threading.Event) -> None:
+        if not self._listening:
+            self._listening = True
+            if self.listener() is not None:
+                return  # claim once more, now that notifications cannot be missed
         listener = self.listener()
         if listener is None:
             super().wait(timeout, stopping)
