@@ -217,10 +217,15 @@ class TaskExecutor:
         pending, self.pending = self.pending, []
         try:
             self.persist(partial(self._record_successes, pending))
-        except _SomeClaimLost:
+        except (_SomeClaimLost, DatabaseError):
             # Rolled back: record them one by one, each fenced on its own.
             for task, result, finished in pending:
-                self.persist(partial(self.record_success, task, result, finished))
+                try:
+                    self.persist(partial(self.record_success, task, result, finished))
+                except DatabaseError:
+                    # Never let one bad write stop the worker; the claim
+                    # expires and the task runs again.
+                    logger.exception("Could not record the success of task %s.", task.task_id)
 
     def _record_successes(self, pending: list[tuple[Task, str | None, datetime]]) -> str:
         by_token: dict[str | None, list[int]] = {}

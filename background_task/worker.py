@@ -123,6 +123,8 @@ class Worker:
         self.claimed = 0
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[Any], Task] = {}
+        # Connections opened by pool threads, by thread, to close at shutdown.
+        self._thread_connections: dict[int, list[Any]] = {}
         self._last_maintenance = float("-inf")
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
@@ -296,6 +298,20 @@ class Worker:
             return self.executor.execute(task)
         finally:
             recycle_connections()
+            self._thread_connections[threading.get_ident()] = list(
+                connections.all(initialized_only=True)
+            )
+
+    def _close_thread_connections(self) -> None:
+        """Close the connections the pool's threads opened; the threads have exited."""
+        for opened in self._thread_connections.values():
+            for connection in opened:
+                connection.inc_thread_sharing()
+                try:
+                    connection.close()
+                finally:
+                    connection.dec_thread_sharing()
+        self._thread_connections.clear()
 
     def _idle(self) -> None:
         # Connections are checked at the start of each step, not here: the
@@ -357,6 +373,7 @@ class Worker:
             logging.shutdown()
             os._exit(0)  # the pool's threads cannot be joined; their claims are settled
         self._pool.shutdown(wait=True)
+        self._close_thread_connections()
 
     # -- maintenance ---------------------------------------------------------
 

@@ -348,3 +348,22 @@ def test_successes_are_not_deferred_while_someone_listens(clock):
         assert CompletedTask.objects.count() == 1
     finally:
         signals.task_finished.disconnect(receiver)
+
+
+def test_a_database_error_while_recording_a_batch_never_stops_the_worker(clock):
+    first, second = fixtures.record("a", schedule=0), fixtures.record("b", schedule=0)
+    worker = make_worker(clock)
+    batch = worker.strategy.claim(ClaimRequest(worker.worker_id, 2, clock.now, tasks.names()))
+    for task in batch:
+        worker.executor.execute(task, defer_success=True)
+    # A history row already holds the first task's id: its insert must fail.
+    CompletedTask.objects.create(
+        task_id=first.task_id,
+        task_name="x",
+        task_params="[[], {}]",
+        task_hash="h",
+        run_at=clock.now,
+    )
+    worker.executor.flush()
+    assert CompletedTask.objects.filter(task_id=second.task_id, status="done").exists()
+    assert Task.objects.get().pk == first.pk  # left claimed; its claim will expire
