@@ -121,7 +121,7 @@ def schedule_task(
         task.save(using=using, force_insert=True)
         return task
     with transaction.atomic(using=using):
-        same = Task.objects.using(using).waiting().filter(task_hash=task.task_hash, locked_by=None)
+        same = Task.objects.using(using).waiting_copies(task.task_hash)
         if remove_existing_tasks:
             same.in_queues([queue]).delete()
         if queue:

@@ -210,6 +210,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
             condition |= Q(queue__isnull=True)
         return self.filter(condition)
 
+    def waiting_copies(self, digest: str) -> TaskQuerySet:
+        """Unclaimed waiting tasks of the same name and arguments."""
+        return self.filter(status=status.WAITING, task_hash=digest, locked_by=None)
+
     def claim_expired(self, now: datetime) -> TaskQuerySet:
         """Running tasks whose claim is older than MAX_RUN_TIME."""
         expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
@@ -262,28 +266,25 @@ class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[m
     ) -> Task:
         """Build an unsaved Task; with ``remove_existing_tasks`` first delete the
         waiting tasks of the same name, arguments and queue."""
+        from background_task.enqueue import build_task
+
         args = [] if args is None else args
-        if not isinstance(args, list | tuple):
-            args = [args]
-        params = dumps_params(args, kwargs or {}, task_name)
-        digest = task_hash(task_name, params)
-        if remove_existing_tasks:
-            self.waiting().filter(task_hash=digest, locked_by=None).in_queues([queue]).delete()
-        now = timezone.now()
-        return Task(
-            task_name=task_name,
-            task_params=params,
-            task_hash=digest,
+        task = build_task(
+            task_name,
+            args if isinstance(args, list | tuple) else [args],
+            kwargs,
+            now=timezone.now(),
+            run_at=run_at,
             priority=priority,
-            run_at=run_at or now,
-            scheduled_at=run_at or now,
             queue=queue,
             verbose_name=verbose_name,
-            repeat=repeat or Task.NEVER,
+            creator=creator,
+            repeat=repeat,
             repeat_until=repeat_until,
-            enqueued_at=now,
-            **creator_fields(creator),
         )
+        if remove_existing_tasks:
+            self.waiting_copies(task.task_hash).in_queues([queue]).delete()
+        return task
 
     def get_task(self, task_name: str, args: Any = None, kwargs: Any = None) -> TaskQuerySet:
         args = [] if args is None else args

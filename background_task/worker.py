@@ -55,7 +55,7 @@ FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 _connection_checks = threading.local()
 
 
-def recycle_connections(force: bool = False) -> None:
+def recycle_connections() -> None:
     """Close connections that failed or outlived CONN_MAX_AGE, as Django does per request.
 
     Checking after every task would, with the default ``CONN_MAX_AGE = 0``,
@@ -65,7 +65,7 @@ def recycle_connections(force: bool = False) -> None:
     now = time.monotonic()
     last = getattr(_connection_checks, "at", float("-inf"))
     failed = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
-    if force or failed or now - last >= CONNECTION_CHECK_INTERVAL:
+    if failed or now - last >= CONNECTION_CHECK_INTERVAL:
         close_old_connections()
         _connection_checks.at = now
 

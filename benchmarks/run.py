@@ -53,14 +53,11 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
 def reachable(db: str) -> bool:
     if db == "sqlite":
         return True
-    code = (
-        "import psycopg; psycopg.connect(host='127.0.0.1', user='postgres', dbname='postgres', "
-        "connect_timeout=3).close()"
-        if db == "postgres"
-        else "import MySQLdb; MySQLdb.connect(host='127.0.0.1', user='root', passwd='', "
-        "connect_timeout=3).close()"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    sys.path.insert(0, ROOT)
+    from tests.run_suite import mysql_reachable, postgres_reachable
+
+    probe = postgres_reachable if db == "postgres" else mysql_reachable
+    return probe() is None
 
 
 def print_table(results: dict[str, dict[str, list[float]]]) -> None:

@@ -120,3 +120,10 @@ def test_str_and_has_error():
     task = fixtures.noop(verbose_name="Pretty")
     assert str(task) == "Pretty"
     assert not task.has_error()
+
+
+def test_new_task_validates_like_a_call():
+    with pytest.raises(ValueError, match="Queue name"):
+        Task.objects.new_task("some.task", queue="q" * 191)
+    with pytest.raises(TypeError, match="positional argument 0 of type object"):
+        Task.objects.new_task("some.task", args=[object()])
