@@ -1,4 +1,4 @@
-"""Admin for waiting/running tasks and for the completed history."""
+"""Admin for waiting/running tasks, the completed history and the live workers."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
 from background_task import status
-from background_task.models import CompletedTask, Task
+from background_task.conf import app_settings
+from background_task.models import CompletedTask, Task, WorkerProcess
 
 
 def pretty_params(obj: Task | CompletedTask) -> str:
@@ -130,3 +131,57 @@ class CompletedTaskAdmin(BaseTaskAdmin):
     list_display = [*BaseTaskAdmin.list_display, "finished_at"]
     readonly_fields = [*BaseTaskAdmin.readonly_fields, "expires_at"]
     actions = [retry_failed]
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Live worker and supervisor processes, with the age of their last heartbeat.
+
+    Read-only: rows are written by the processes themselves.
+    """
+
+    list_display = [
+        "worker_id",
+        "kind",
+        "host",
+        "pid",
+        "queue_names",
+        "concurrency",
+        "heartbeat_age",
+        "running_tasks",
+        "started_at",
+        "version",
+    ]
+    list_filter = ["kind", "host"]
+    search_fields = ["worker_id", "host"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WorkerProcess]:
+        held = Task.objects.filter(status=status.RUNNING, locked_by=OuterRef("worker_id"))
+        count = held.order_by().values("locked_by").annotate(n=Count("pk")).values("n")
+        rows: QuerySet[WorkerProcess] = super().get_queryset(request)
+        return rows.annotate(running=Subquery(count[:1]))
+
+    @admin.display(description="queues")
+    def queue_names(self, obj: WorkerProcess) -> str:
+        if obj.queues is None:
+            return "all"
+        return ", ".join(name or "<default>" for name in obj.queues)
+
+    @admin.display(description="last heartbeat")
+    def heartbeat_age(self, obj: WorkerProcess) -> str:
+        seconds = (timezone.now() - obj.heartbeat_at).total_seconds()
+        lost = seconds > app_settings.WORKER_LOST_AFTER
+        label = f"{seconds:.0f}s ago"
+        return (
+            format_html('<span style="color: #ba2121">{} (lost)</span>', label) if lost else label
+        )
+
+    @admin.display(description="running")
+    def running_tasks(self, obj: WorkerProcess) -> int:
+        return getattr(obj, "running", None) or 0
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from background_task.conf import LEGACY_PAIRS, SPECS
+from background_task.conf import LEGACY_PAIRS, SPECS, app_settings
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -19,6 +19,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             messages.append(
                 Error(problem, hint=f"Set {spec.raw()[0]} to {spec.expected}.", id=spec.check_id)
             )
+    if not messages:
+        messages.extend(check_liveness())
     for prefixed, bare, check_id in LEGACY_PAIRS:
         if hasattr(django_settings, prefixed) and hasattr(django_settings, bare):
             new, old = getattr(django_settings, prefixed), getattr(django_settings, bare)
@@ -32,3 +34,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     )
                 )
     return messages
+
+
+def check_liveness() -> list[CheckMessage]:
+    """A worker must be able to miss a heartbeat without being presumed dead."""
+    interval, lost_after = app_settings.HEARTBEAT_INTERVAL, app_settings.WORKER_LOST_AFTER
+    if lost_after >= 3 * interval:
+        return []
+    return [
+        Error(
+            f"BACKGROUND_TASK_WORKER_LOST_AFTER ({lost_after:g}s) must be at least three "
+            f"heartbeat intervals (BACKGROUND_TASK_HEARTBEAT_INTERVAL = {interval:g}s); "
+            f"otherwise one slow heartbeat gets a live worker's tasks taken away.",
+            hint="Raise BACKGROUND_TASK_WORKER_LOST_AFTER or lower the heartbeat interval.",
+            id="background_task.E011",
+        )
+    ]

@@ -9,6 +9,7 @@ validators at startup.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 _MISSING = object()
+
+#: What happens to a task whose worker died while holding it.
+RETRY = "retry"  # count the attempt and queue it again with backoff (at least once)
+FAIL = "fail"  # fail it for good: it never runs twice (at most once)
+WORKER_LOST_POLICIES = (RETRY, FAIL)
 
 
 def _positive_int(value: Any) -> bool:
@@ -38,6 +44,14 @@ def _is_bool(value: Any) -> bool:
 
 def _ordering(value: Any) -> bool:
     return isinstance(value, str) and value.upper() in ("ASC", "DESC")
+
+
+def _optional_positive_number(value: Any) -> bool:
+    return value is None or (_positive_number(value) and math.isfinite(value))
+
+
+def _worker_lost_policy(value: Any) -> bool:
+    return value in WORKER_LOST_POLICIES
 
 
 def _cpu_count() -> int:
@@ -116,6 +130,34 @@ SPECS: dict[str, SettingSpec] = {
         "a number of seconds >= 0 (grace period for running tasks on shutdown)",
         "background_task.E006",
     ),
+    "HEARTBEAT_INTERVAL": SettingSpec(
+        ("BACKGROUND_TASK_HEARTBEAT_INTERVAL",),
+        5,
+        _positive_number,
+        "a positive number of seconds (how often a worker reports that it is alive)",
+        "background_task.E007",
+    ),
+    "WORKER_LOST_AFTER": SettingSpec(
+        ("BACKGROUND_TASK_WORKER_LOST_AFTER",),
+        30,
+        _positive_number,
+        "a positive number of seconds (heartbeat silence after which a worker counts as lost)",
+        "background_task.E008",
+    ),
+    "DEFAULT_TIMEOUT": SettingSpec(
+        ("BACKGROUND_TASK_DEFAULT_TIMEOUT",),
+        None,
+        _optional_positive_number,
+        "None or a positive number of seconds (hard time limit of a task run)",
+        "background_task.E009",
+    ),
+    "ON_WORKER_LOST": SettingSpec(
+        ("BACKGROUND_TASK_ON_WORKER_LOST",),
+        RETRY,
+        _worker_lost_policy,
+        "'retry' or 'fail' (what becomes of a task whose worker died)",
+        "background_task.E010",
+    ),
 }
 
 # Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).
@@ -158,6 +200,27 @@ class AppSettings:
     @property
     def SHUTDOWN_TIMEOUT(self) -> float:
         return float(SPECS["SHUTDOWN_TIMEOUT"].value())
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        """Seconds between a worker's heartbeats (default 5)."""
+        return float(SPECS["HEARTBEAT_INTERVAL"].value())
+
+    @property
+    def WORKER_LOST_AFTER(self) -> float:
+        """Seconds without a heartbeat after which a worker's tasks are recovered (30)."""
+        return float(SPECS["WORKER_LOST_AFTER"].value())
+
+    @property
+    def DEFAULT_TIMEOUT(self) -> float | None:
+        """Hard time limit, in seconds, of tasks that set none (default None: no limit)."""
+        value = SPECS["DEFAULT_TIMEOUT"].value()
+        return None if value is None else float(value)
+
+    @property
+    def ON_WORKER_LOST(self) -> str:
+        """``"retry"`` (default) or ``"fail"``, for tasks that do not choose."""
+        return str(SPECS["ON_WORKER_LOST"].value())
 
     # The 1.2.8 spellings of the same values.
     @property

@@ -42,6 +42,7 @@ def build_task(
     repeat_until: datetime | None = None,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    on_worker_lost: str | None = None,
 ) -> Task:
     """Validate one call and build its unsaved row; bad values raise TypeError/ValueError."""
     validate_options(
@@ -50,6 +51,7 @@ def build_task(
         verbose_name=verbose_name,
         max_attempts=max_attempts,
         timeout=timeout,
+        on_worker_lost=on_worker_lost,
     )
     priority = _check_priority(priority) or 0
     if repeat_until is not None:
@@ -74,6 +76,7 @@ def build_task(
         repeat_until=repeat_until,
         max_attempts=max_attempts,
         timeout=timeout,
+        on_worker_lost=on_worker_lost,
         enqueued_at=now,
         **creator_fields(creator),
     )
@@ -95,6 +98,7 @@ def schedule_task(
     remove_existing_tasks: bool = False,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    on_worker_lost: str | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
@@ -116,6 +120,7 @@ def schedule_task(
         repeat_until=repeat_until,
         max_attempts=max_attempts,
         timeout=timeout,
+        on_worker_lost=on_worker_lost,
     )
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
         task.save(using=using, force_insert=True)

@@ -5,7 +5,9 @@ The tree::
     BackgroundTaskError                 base of everything raised here
     ├── InvalidTaskError                a task that must not be retried (1.2.8 name)
     ├── TaskNotRegistered (LookupError) a task name no ``@background`` registered
-    └── TaskDiscoveryError              a ``tasks`` module raised while being imported
+    ├── TaskDiscoveryError              a ``tasks`` module raised while being imported
+    ├── TaskTimeout                     recorded when a run overran its hard time limit
+    └── WorkerLost                      recorded when the worker running a task died
 
 Configuration problems raise Django's ``ImproperlyConfigured``.
 """
@@ -33,3 +35,11 @@ class TaskNotRegistered(BackgroundTaskError, LookupError):
 
 class TaskDiscoveryError(BackgroundTaskError):
     """An app's ``tasks`` module exists but raised while being imported."""
+
+
+class TaskTimeout(BackgroundTaskError):
+    """Recorded as the error of a run that overran its ``timeout`` and was killed."""
+
+
+class WorkerLost(BackgroundTaskError):
+    """Recorded as the error of a run whose worker died or stopped heartbeating."""

@@ -23,10 +23,12 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from background_task import signals, status
+from background_task.conf import FAIL, app_settings
 from background_task.exceptions import BackgroundTaskError, InvalidTaskError
-from background_task.models import CompletedTask, Task
+from background_task.models import CompletedTask, Task, TaskQuerySet
 from background_task.registry import Tasks
 from background_task.retry import DEFAULT_POLICY, RetryPolicy
+from background_task.slots import TaskSlots
 
 logger = logging.getLogger("background_task.worker")
 # 1.2.8 logged failures at ERROR here and retries at WARNING on the models logger.
@@ -104,8 +106,11 @@ class TaskExecutor:
         clock: Callable[[], datetime] = timezone.now,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         should_stop: Callable[[], bool] = lambda: False,
+        slots: TaskSlots | None = None,
     ) -> None:
         self.registry = registry
+        #: Where a supervised worker shows its supervisor what runs, and until when.
+        self.slots = slots
         self.worker_id = worker_id
         self.using = using
         self.clock = clock
@@ -162,11 +167,15 @@ class TaskExecutor:
         try:
             function = self.registry.get(task.task_name).task_function
             args, kwargs = self.call_arguments(task, function)
+            if self.slots is not None:
+                self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
             self.in_task_code = True
             try:
                 value = function(*args, **kwargs)
             finally:
                 self.in_task_code = False
+                if self.slots is not None:
+                    self.slots.lift_deadline()
             if defer_success and self.can_defer_successes():
                 self.pending.append((task, encode_result(value), self.clock()))
                 result = "done"
@@ -178,11 +187,18 @@ class TaskExecutor:
         except BaseException as exc:  # a task's failure never ends the worker
             result = self.persist(partial(self.record_failure, task, exc))
         finally:
+            if self.slots is not None:
+                self.slots.end()
             send_robust(signals.task_finished, Task)
         duration = time.monotonic() - started
         log = logger.warning if result in ("failed", "lost") else logger.info
         log("Task %s (%s) %s in %.3fs", task.task_id, task.task_name, result, duration)
         return Outcome(task, result, duration)
+
+    @staticmethod
+    def time_limit(task: Task) -> float | None:
+        """Seconds a run of ``task`` may take before its process is killed, or None."""
+        return task.timeout or app_settings.DEFAULT_TIMEOUT
 
     def persist(self, write: Callable[[], str]) -> str:
         """Run a write, retrying through database outages until it lands.
@@ -235,6 +251,8 @@ class TaskExecutor:
             # Delete first: on SQLite a transaction that reads before it
             # writes can fail to take the write lock under contention.
             for token, ids in by_token.items():
+                if token is None:
+                    raise _SomeClaimLost  # recorded one by one, each fenced on its own
                 deleted, _ = (
                     Task.objects.using(self.using).filter(claim_token=token, pk__in=ids).delete()
                 )
@@ -257,20 +275,38 @@ class TaskExecutor:
             legacy_logger.info("Ran task and deleting %s", task)
         return "done"
 
+    def claimed(self, task: Task) -> TaskQuerySet:
+        """The row of ``task`` if the claim this worker holds is still its claim.
+
+        Every write after a claim goes through here. A lock taken by 1.2.8
+        has no token and is matched on its holder and time instead. A task
+        object that holds nothing (released, or already settled) matches
+        nothing, never the unclaimed row.
+        """
+        rows: TaskQuerySet = Task.objects.using(self.using).filter(pk=task.pk)
+        if task.claim_token is not None:
+            return rows.filter(claim_token=task.claim_token)
+        if task.locked_by is None or task.locked_at is None:
+            return rows.none()
+        return rows.filter(
+            claim_token=None,
+            status=status.RUNNING,
+            locked_by=task.locked_by,
+            locked_at=task.locked_at,
+        )
+
     def _completed(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
         """The history row of a finished attempt by this worker."""
+        values.setdefault("worker_ids", [*(task.worker_ids or []), self.worker_id])
         return task.completed_task(
             now,
             attempts=task.attempts + 1,
-            worker_ids=[*(task.worker_ids or []), self.worker_id],
             expires_at=now + timedelta(seconds=task.result_ttl) if task.result_ttl else None,
             **values,
         )
 
     def _delete_claimed(self, task: Task) -> None:
-        deleted, _ = (
-            Task.objects.using(self.using).filter(pk=task.pk, claim_token=task.claim_token).delete()
-        )
+        deleted, _ = self.claimed(task).delete()
         if not deleted:
             raise ClaimLost(
                 f"Lost the claim on task {task.task_id} ({task.task_name}); another worker "
@@ -300,15 +336,34 @@ class TaskExecutor:
         """Record a failure that is not retried, whatever attempts remain."""
         return self.record_failure(task, exc, permanent=True)
 
-    def record_failure(self, task: Task, exc: BaseException, *, permanent: bool = False) -> str:
-        """Count a failed attempt: reschedule with backoff, or fail for good."""
+    def record_lost(self, task: Task, exc: BaseException) -> str:
+        """Count the attempt of a worker that died holding ``task``, as the task chose:
+        queue it again with backoff (``"retry"``) or fail it for good (``"fail"``)."""
+        return self.record_failure(
+            task, exc, permanent=task.worker_lost_policy() == FAIL, worker_id=task.locked_by
+        )
+
+    def record_failure(
+        self,
+        task: Task,
+        exc: BaseException,
+        *,
+        permanent: bool = False,
+        worker_id: str | None = None,
+    ) -> str:
+        """Count a failed attempt: reschedule with backoff, or fail for good.
+
+        ``worker_id`` names the worker that made the attempt when it is not
+        this one (a lost worker whose task is recovered).
+        """
         now = self.clock()
         attempts = task.attempts + 1
+        worker_id = worker_id or self.worker_id
         trace = "".join(traceback.format_exception(exc))
         error = {
             "attempt": attempts,
             "at": now.isoformat(),
-            "worker_id": self.worker_id,
+            "worker_id": worker_id,
             "exception_class_path": exception_path(exc),
             "message": str(exc)[:MAX_ERROR_MESSAGE],
             "traceback": trace,
@@ -324,25 +379,27 @@ class TaskExecutor:
         )
         if next_run is None:
             completed = self._finish(
-                task, now, status=status.ERROR, failed_at=now, last_error=trace, errors=errors
+                task,
+                now,
+                status=status.ERROR,
+                failed_at=now,
+                last_error=trace,
+                errors=errors,
+                worker_ids=[*(task.worker_ids or []), worker_id],
             )
             models_logger.warning("Marking task %s as failed", task)
             send_robust(signals.task_failed, Task, task_id=task.pk, completed_task=completed)
             return "failed"
-        updated = (
-            Task.objects.using(self.using)
-            .filter(pk=task.pk, claim_token=task.claim_token)
-            .update(
-                attempts=attempts,
-                last_error=trace,
-                errors=errors,
-                worker_ids=[*(task.worker_ids or []), self.worker_id],
-                run_at=next_run,
-                status=status.WAITING,
-                locked_by=None,
-                locked_at=None,
-                claim_token=None,
-            )
+        updated = self.claimed(task).update(
+            attempts=attempts,
+            last_error=trace,
+            errors=errors,
+            worker_ids=[*(task.worker_ids or []), worker_id],
+            run_at=next_run,
+            status=status.WAITING,
+            locked_by=None,
+            locked_at=None,
+            claim_token=None,
         )
         if not updated:
             raise ClaimLost(
@@ -367,11 +424,7 @@ class TaskExecutor:
         }
         if task.attempts == 0:
             values.update(started_at=None, last_attempted_at=None)
-        return bool(
-            Task.objects.using(self.using)
-            .filter(pk=task.pk, claim_token=task.claim_token)
-            .update(**values)
-        )
+        return bool(self.claimed(task).update(**values))
 
 
 def close_connection(using: str) -> None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
-from django.db.models import Q
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from background_task import status
@@ -114,6 +114,8 @@ class BaseTask(models.Model):
     timeout = models.FloatField(null=True, blank=True)  # seconds; None: no hard limit
     result_ttl = models.PositiveIntegerField(null=True, blank=True)  # seconds
     backend = models.CharField(max_length=32, null=True, blank=True)  # django.tasks alias
+    # "retry" or "fail" when the worker dies holding the task; None: the setting.
+    on_worker_lost = models.CharField(max_length=8, null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -172,7 +174,12 @@ class BaseTask(models.Model):
             "timeout": self.timeout,
             "result_ttl": self.result_ttl,
             "backend": self.backend,
+            "on_worker_lost": self.on_worker_lost,
         }
+
+    def worker_lost_policy(self) -> str:
+        """``"retry"`` or ``"fail"``: the task's choice, else the setting."""
+        return self.on_worker_lost or app_settings.ON_WORKER_LOST
 
     def effective_max_attempts(self) -> int:
         return self.max_attempts or app_settings.MAX_ATTEMPTS
@@ -218,6 +225,25 @@ class TaskQuerySet(models.QuerySet["Task"]):
         """Running tasks whose claim is older than MAX_RUN_TIME."""
         expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
         return self.filter(status=status.RUNNING, locked_at__lt=expiry)
+
+    def orphaned(self, now: datetime, lost_after: float | None) -> TaskQuerySet:
+        """Running tasks whose worker is gone.
+
+        Held by a registered worker whose last heartbeat (database time) is
+        older than ``lost_after`` seconds; or held by a process that never
+        registered (a 1.2.8 worker, ``run_next_task()`` in a web process)
+        and claimed longer ago than MAX_RUN_TIME, 1.2.8's rule. A task held
+        by a worker that heartbeats is never taken away from it. With
+        ``lost_after=None`` only the second rule applies.
+        """
+        workers = WorkerProcess.objects.using(self.db)
+        known = workers.filter(worker_id=OuterRef("locked_by"))
+        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        condition: Any = ~Exists(known) & Q(locked_at__lt=expiry)
+        if lost_after is not None:
+            cutoff = Now() - timedelta(seconds=lost_after)
+            condition |= Exists(known.filter(heartbeat_at__lt=cutoff))
+        return self.filter(status=status.RUNNING).filter(condition)
 
     def in_claim_order(self) -> TaskQuerySet:
         """Order by priority (as BACKGROUND_TASK_PRIORITY_ORDERING says), run_at, id."""
@@ -459,3 +485,53 @@ class CompletedTask(BaseTask):
             CompletedTask.objects.using(self._state.db).filter(pk=self.pk).delete()
             task.save(using=self._state.db, force_insert=True)
         return task
+
+
+class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
+    """Named states of worker rows; ages are measured in database time."""
+
+    def alive(self, lost_after: float) -> WorkerProcessQuerySet:
+        return self.filter(heartbeat_at__gte=Now() - timedelta(seconds=lost_after))
+
+    def lost(self, lost_after: float) -> WorkerProcessQuerySet:
+        return self.filter(heartbeat_at__lt=Now() - timedelta(seconds=lost_after))
+
+    def without_tasks(self) -> WorkerProcessQuerySet:
+        held = Task.objects.filter(status=status.RUNNING, locked_by=OuterRef("worker_id"))
+        return self.filter(~Exists(held))
+
+
+class WorkerProcess(models.Model):
+    """One running worker or supervisor process, kept fresh by its heartbeats.
+
+    A process inserts its row when it starts, sets ``heartbeat_at`` every
+    BACKGROUND_TASK_HEARTBEAT_INTERVAL seconds and deletes the row when it
+    exits cleanly. A row whose heartbeat is older than
+    BACKGROUND_TASK_WORKER_LOST_AFTER belongs to a lost process: its tasks
+    are recovered and the row is removed.
+    """
+
+    WORKER = "worker"
+    SUPERVISOR = "supervisor"
+    KIND_CHOICES = [(WORKER, "worker"), (SUPERVISOR, "supervisor")]
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES, default=WORKER)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    supervisor_id = models.CharField(max_length=64, null=True, blank=True)
+    queues = models.JSONField(null=True, blank=True)  # None: every queue
+    concurrency = models.PositiveIntegerField(default=1)  # tasks at once
+    version = models.CharField(max_length=32)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+
+    objects = WorkerProcessQuerySet.as_manager()
+
+    class Meta:
+        db_table = "background_task_worker"
+        verbose_name = "worker"
+        ordering = ["host", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.worker_id}"

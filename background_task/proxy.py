@@ -21,6 +21,8 @@ CONTROL_KWARGS = (
     "repeat",
     "repeat_until",
     "remove_existing_tasks",
+    "timeout",
+    "on_worker_lost",
 )
 
 TASK_NAME_MAX_LENGTH = 190  # characters; mirrors the models, which cannot be imported here
@@ -46,6 +48,7 @@ def validate_options(
     max_attempts: int | None = None,
     timeout: float | None = None,
     verbose_name: str | None = None,
+    on_worker_lost: str | None = None,
 ) -> None:
     """Raise TypeError or ValueError for a task option the database cannot hold."""
     _check_length("Task name", name, TASK_NAME_MAX_LENGTH)
@@ -62,6 +65,11 @@ def validate_options(
         or timeout <= 0
     ):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+    if on_worker_lost is not None and on_worker_lost not in ("retry", "fail"):
+        raise ValueError(
+            f"on_worker_lost must be 'retry' (run it again) or 'fail' (never run it twice), "
+            f"not {on_worker_lost!r}."
+        )
 
 
 class TaskProxy:
@@ -79,6 +87,7 @@ class TaskProxy:
         max_attempts: int | None = None,
         timeout: float | None = None,
         verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -90,6 +99,7 @@ class TaskProxy:
         self.max_attempts = max_attempts
         self.timeout = timeout
         self.verbose_name = verbose_name
+        self.on_worker_lost = on_worker_lost
         if runner is None:
             from background_task.runner import DBTaskRunner
 
@@ -105,8 +115,8 @@ class TaskProxy:
 
         The control keywords (``schedule``, ``priority``, ``queue``,
         ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
-        ``remove_existing_tasks``) are taken out before the arguments are
-        stored.
+        ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``) are taken
+        out before the arguments are stored.
         """
         controls = {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs}
         schedule = TaskSchedule.create(controls.get("schedule")).merge(self.schedule)
@@ -125,7 +135,8 @@ class TaskProxy:
             repeat_until=controls.get("repeat_until"),
             remove_existing_tasks=controls.get("remove_existing_tasks", self.remove_existing_tasks),
             max_attempts=self.max_attempts,
-            timeout=self.timeout,
+            timeout=controls.get("timeout", self.timeout),
+            on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
         )
 
     def bulk(
@@ -168,6 +179,7 @@ class TaskProxy:
             repeat_until=repeat_until,
             max_attempts=self.max_attempts,
             timeout=self.timeout,
+            on_worker_lost=self.on_worker_lost,
         )
         if task_created.has_listeners(DBTaskRunner):
             for row in rows:

@@ -47,6 +47,7 @@ class Tasks:
         max_attempts: int | None = None,
         timeout: float | None = None,
         verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -60,14 +61,17 @@ class Tasks:
         max_attempts: int | None = None,
         timeout: float | None = None,
         verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
         ``name`` defaults to ``module.function``; ``schedule`` is the default
         delay (seconds, timedelta, datetime, dict or TaskSchedule), ``queue``
-        the default queue. ``priority``, ``max_attempts``, ``timeout`` (seconds)
-        and ``verbose_name`` set per-task defaults. Invalid values raise
-        TypeError or ValueError here, at decoration time.
+        the default queue. ``priority``, ``max_attempts``, ``timeout`` (seconds,
+        a hard limit: the process running an overrunning task is killed),
+        ``verbose_name`` and ``on_worker_lost`` (``"retry"`` or ``"fail"``:
+        what becomes of a run whose worker died) set per-task defaults.
+        Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
             return self.background()(name)
@@ -80,6 +84,7 @@ class Tasks:
             max_attempts=max_attempts,
             timeout=timeout,
             verbose_name=verbose_name,
+            on_worker_lost=on_worker_lost,
         )
 
         def decorator(fn: F) -> TaskProxy:
@@ -94,6 +99,7 @@ class Tasks:
                 max_attempts=max_attempts,
                 timeout=timeout,
                 verbose_name=verbose_name,
+                on_worker_lost=on_worker_lost,
             )
             self.register(proxy)
             return proxy

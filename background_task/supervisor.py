@@ -1,7 +1,20 @@
-"""``process_tasks --workers N``: N worker processes under one supervisor.
+"""The supervisor behind ``process_tasks``: worker processes it can kill and replace.
 
-The supervisor forks the workers, restarts one that dies (with a growing
-delay if it keeps dying at once), and passes SIGTERM/SIGINT on to them.
+``process_tasks`` always runs its workers as children of one supervisor
+(``--workers N``, one by default). The supervisor
+
+- forks the workers and passes SIGTERM/SIGINT on to them;
+- kills a worker whose task overran its hard time limit (``timeout``),
+  records a :class:`~background_task.exceptions.TaskTimeout` for that
+  attempt and starts a replacement at once;
+- when a worker dies (killed, crashed, out of memory), settles the tasks it
+  held straight away: a task it was running counts a lost attempt (retried
+  or failed, as the task chose), a task it had only claimed goes back to
+  the queue untouched;
+- restarts dead workers, with a growing delay while they keep dying at once;
+- registers itself in the worker table and heartbeats from its loop.
+
+Each child shows what it runs through :class:`~background_task.slots.TaskSlots`.
 """
 
 from __future__ import annotations
@@ -11,93 +24,308 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from django.db import connections
+from django.db import DatabaseError, connections
+
+from background_task import status
+from background_task.exceptions import TaskTimeout, WorkerLost
+from background_task.execution import ClaimLost, TaskExecutor
+from background_task.liveness import Liveness, make_worker_id
+from background_task.models import Task, WorkerProcess
+from background_task.registry import Tasks
+from background_task.registry import tasks as default_registry
+from background_task.slots import RunningTask, TaskSlots
 
 logger = logging.getLogger("background_task.supervisor")
 
-POLL_INTERVAL = 0.2  # seconds between checks on the children
+POLL_INTERVAL = 0.1  # seconds between checks on the children (and their time limits)
 QUICK_DEATH = 5.0  # seconds; a child dying sooner counts as crash-looping
 MAX_RESTART_DELAY = 30.0  # seconds
 
 
-class Supervisor:
-    """Keeps ``count`` processes running ``target`` until told to stop."""
+@dataclass(frozen=True)
+class ChildContext:
+    """What a worker process needs to know about its supervisor."""
 
-    def __init__(self, count: int, target: Callable[[], None], *, shutdown_timeout: float) -> None:
+    slots: TaskSlots
+    supervisor_id: str
+    parent_pid: int
+
+
+@dataclass
+class Child:
+    """One worker process and what the supervisor knows of it."""
+
+    process: BaseProcess
+    slots: TaskSlots
+    started: float  # monotonic seconds
+    timed_out: RunningTask | None = None
+    signalled: int = 0  # stop signals passed on to it
+
+
+@dataclass
+class DeadChild:
+    """A child that died and whose tasks still have to be settled."""
+
+    worker_id: str
+    pid: int | None
+    exit_code: int | None
+    running: set[int] = field(default_factory=set)
+    timed_out: RunningTask | None = None
+
+
+class Supervisor:
+    """Keeps ``count`` worker processes running ``target`` until told to stop."""
+
+    def __init__(
+        self,
+        count: int,
+        target: Callable[[ChildContext], None],
+        *,
+        threads: int = 1,
+        shutdown_timeout: float,
+        queues: Sequence[str | None] | None = None,
+        registry: Tasks | None = None,
+        using: str = "default",
+    ) -> None:
         self.count = count
         self.target = target
+        self.threads = threads
         self.shutdown_timeout = shutdown_timeout
+        self.registry = registry or default_registry
+        self.using = using
         self.context = multiprocessing.get_context("fork")
-        self.children: dict[int, tuple[BaseProcess, float]] = {}
+        self.children: dict[int, Child] = {}
         self.delays: dict[int, float] = {}
+        self.unsettled: list[DeadChild] = []
         self.stopping = False
         self.signals_received = 0
+        self.last_signal: int = signal.SIGTERM
+        self.supervisor_id = make_worker_id()
+        self.liveness = Liveness(
+            self.supervisor_id,
+            kind=WorkerProcess.SUPERVISOR,
+            queues=queues,
+            concurrency=count * threads,
+            using=using,
+        )
+        self._next_beat = 0.0
+
+    # -- signals and children ------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
         self.signals_received += 1
-        for process, _ in self.children.values():
-            if process.is_alive() and process.pid:
+        self.last_signal = signum
+        self._pass_on_signals()
+
+    def _pass_on_signals(self) -> None:
+        """Give every child as many stop signals as the supervisor received.
+
+        Also called from the loop: a signal that arrives while a child is
+        being forked finds it missing from ``children``, and it would
+        otherwise never be told to stop.
+        """
+        for child in list(self.children.values()):
+            while child.signalled < self.signals_received and child.process.pid:
+                child.signalled += 1
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signum)
+                    os.kill(child.process.pid, self.last_signal)
 
     def _start(self, slot: int) -> None:
         connections.close_all()  # never share a connection across fork()
-        process = self.context.Process(target=self._child, name=f"bgtask-worker-{slot}")
+        slots = TaskSlots(self.threads)
+        context = ChildContext(slots, self.supervisor_id, os.getpid())
+        process = self.context.Process(
+            target=self._child, args=(context,), name=f"bgtask-worker-{slot}"
+        )
         process.start()
-        self.children[slot] = (process, time.monotonic())
+        self.children[slot] = Child(process, slots, time.monotonic())
         logger.info("Started worker process %s (pid %s).", slot, process.pid)
 
-    def _child(self) -> None:
+    def _child(self, context: ChildContext) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
-        self.target()
+        self.target(context)
+
+    def _enforce_time_limit(self, slot: int, child: Child, now: float) -> None:
+        overdue = child.slots.overdue(now)
+        if overdue is None or child.timed_out is not None or not child.process.pid:
+            return
+        if overdue not in child.slots.running():
+            return  # it finished in the meantime
+        child.timed_out = overdue
+        logger.warning(
+            "Worker process %s (pid %s): task %s overran its time limit; killing the process.",
+            slot,
+            child.process.pid,
+            overdue.pk,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.process.pid, signal.SIGKILL)
+
+    # -- the loop --------------------------------------------------------------
 
     def run(self) -> int:
         """Run until every child has exited and none is to be restarted."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        self._register()
         for slot in range(self.count):
             self._start(slot)
         restart_at: dict[int, float] = {}
         exit_code = 0
-        while self.children or restart_at:
+        while self.children or restart_at or self.unsettled:
             time.sleep(POLL_INTERVAL)
             now = time.monotonic()
-            for slot, (process, started) in list(self.children.items()):
-                if process.is_alive():
+            if self.stopping:
+                self._pass_on_signals()
+            for slot, child in list(self.children.items()):
+                if child.process.is_alive():
+                    self._enforce_time_limit(slot, child, now)
                     continue
-                process.join()
+                child.process.join()
                 del self.children[slot]
-                code = process.exitcode or 0
+                self._child_died(child)
+                code = child.process.exitcode or 0
+                if child.timed_out is not None and not self.stopping:
+                    restart_at[slot] = now  # a task's fault, not the process's
+                    continue
                 if code == 0 or self.stopping:
-                    if code:
+                    if code and child.timed_out is None:
                         exit_code = code
                     continue
                 delay = self.delays.get(slot, 0.0)
                 delay = (
                     min(max(delay * 2, 1.0), MAX_RESTART_DELAY)
-                    if now - started < QUICK_DEATH
+                    if now - child.started < QUICK_DEATH
                     else 0.0
                 )
                 self.delays[slot] = delay
                 logger.warning(
                     "Worker process %s (pid %s) exited with %s; restarting in %.0fs.",
                     slot,
-                    process.pid,
+                    child.process.pid,
                     code,
                     delay,
                 )
                 restart_at[slot] = now + delay
+            self._settle_dead_children()
             for slot, when in list(restart_at.items()):
                 if self.stopping:
                     del restart_at[slot]
                 elif now >= when:
                     del restart_at[slot]
                     self._start(slot)
+            if now >= self._next_beat:
+                self._heartbeat(now)
+        self._unregister()
         return exit_code
+
+    # -- the supervisor's own row ------------------------------------------------
+
+    def _register(self) -> None:
+        try:
+            self.liveness.register()
+        except DatabaseError as exc:
+            logger.warning("Supervisor could not register (%s); will retry.", exc)
+        self._next_beat = time.monotonic() + self.liveness.interval
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_beat = now + self.liveness.interval
+        self.liveness.tick()
+
+    def _unregister(self) -> None:
+        with contextlib.suppress(DatabaseError):
+            self.liveness.unregister()
+        connections.close_all()
+
+    # -- settling what a dead child held -------------------------------------------
+
+    def _child_died(self, child: Child) -> None:
+        worker_id = child.slots.owner()
+        if worker_id is None:
+            return  # it died before it could claim anything
+        self.unsettled.append(
+            DeadChild(
+                worker_id,
+                child.process.pid,
+                child.process.exitcode,
+                {task.pk for task in child.slots.running()},
+                child.timed_out,
+            )
+        )
+        child.slots.close()
+
+    def _settle_dead_children(self) -> None:
+        while self.unsettled:
+            dead = self.unsettled[0]
+            try:
+                self.settle(dead)
+            except DatabaseError as exc:
+                logger.warning(
+                    "Could not settle the tasks of worker %s yet (%s); retrying.",
+                    dead.worker_id,
+                    exc,
+                )
+                with contextlib.suppress(DatabaseError):
+                    connections[self.using].close()
+                return
+            self.unsettled.pop(0)
+
+    def settle(self, dead: DeadChild) -> None:
+        """Record what became of each task a dead child held, then drop its row."""
+        executor = TaskExecutor(self.registry, dead.worker_id, using=self.using)
+        held = Task.objects.using(self.using).filter(
+            status=status.RUNNING, locked_by=dead.worker_id
+        )
+        for task in held:
+            try:
+                if dead.timed_out is not None and task.pk == dead.timed_out.pk:
+                    limit = executor.time_limit(task)
+                    described = f"its time limit of {limit:g}s" if limit else "its time limit"
+                    logger.warning(
+                        "Task %s (%s) ran longer than %s.", task.task_id, task.task_name, described
+                    )
+                    executor.record_failure(
+                        task,
+                        TaskTimeout(
+                            f"Task {task.task_name} ran longer than {described}; "
+                            f"the worker process running it (pid {dead.pid}) was killed."
+                        ),
+                    )
+                elif task.pk in dead.running:
+                    cause = (
+                        "was killed because another of its tasks overran its time limit"
+                        if dead.timed_out is not None
+                        else f"died (exit code {dead.exit_code})"
+                    )
+                    logger.warning(
+                        "Task %s (%s): worker process %s %s while running it.",
+                        task.task_id,
+                        task.task_name,
+                        dead.pid,
+                        cause,
+                    )
+                    executor.record_lost(
+                        task,
+                        WorkerLost(
+                            f"Worker {dead.worker_id} (pid {dead.pid}) {cause} while running "
+                            f"this task."
+                        ),
+                    )
+                elif executor.release(task):
+                    logger.info(
+                        "Task %s put back in the queue: its worker died before starting it.",
+                        task.task_id,
+                    )
+            except ClaimLost:
+                continue
+        WorkerProcess.objects.using(self.using).filter(worker_id=dead.worker_id).delete()

@@ -9,11 +9,10 @@ that have not started go straight back to the queue, running tasks get
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +35,11 @@ from background_task.execution import (
     WorkerStopped,
     close_connection,
 )
+from background_task.liveness import Liveness, make_worker_id, recover_orphans
 from background_task.models import Task
 from background_task.registry import Tasks
 from background_task.registry import tasks as default_registry
+from background_task.slots import TaskSlots
 
 logger = logging.getLogger("background_task.worker")
 
@@ -51,6 +52,9 @@ DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
 CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
 FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
+# Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
+# reaches a worker directly and again as forwarded by its supervisor.
+SAME_SIGNAL_WINDOW = 0.1
 
 _connection_checks = threading.local()
 
@@ -70,15 +74,6 @@ def recycle_connections() -> None:
         _connection_checks.at = now
 
 
-def make_worker_id() -> str:
-    """``host:pid:random``, unique across hosts and within 64 characters."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-class ClaimExpired(Exception):
-    """A claim held longer than MAX_RUN_TIME; the task is put back."""
-
-
 class Worker:
     """Runs due tasks until stopped, or as the run-length options say."""
 
@@ -95,6 +90,9 @@ class Worker:
         using: str = "default",
         clock: Callable[[], datetime] = timezone.now,
         shutdown_timeout: float | None = None,
+        slots: TaskSlots | None = None,
+        supervisor_id: str | None = None,
+        parent_pid: int | None = None,
     ) -> None:
         self.queues = list(queues) if queues is not None else None
         self.sleep = sleep
@@ -111,13 +109,20 @@ class Worker:
         self.worker_id = make_worker_id()
         self.stopping = threading.Event()
         self.force_stop = False
+        if slots is not None:
+            slots.set_owner(self.worker_id)
         self.executor = TaskExecutor(
             self.registry,
             self.worker_id,
             using=using,
             clock=clock,
             should_stop=self.stopping.is_set,
+            slots=slots,
         )
+        self.supervisor_id = supervisor_id
+        self.parent_pid = parent_pid
+        #: Set while :meth:`run` heartbeats; bare :meth:`step` calls do not register.
+        self.liveness: Liveness | None = None
         self.strategy = get_strategy(using)
         self.processed = 0
         self.claimed = 0
@@ -129,25 +134,37 @@ class Worker:
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
+        self._first_signal_at = float("-inf")  # monotonic seconds
+        self._signalled = False  # a stop signal arrived (read before ``stopping`` is set)
+        self._stop_pipe: tuple[int, int] | None = None  # signal handler -> relay thread
 
     # -- signals -----------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
+        self._stop_pipe = os.pipe()
+        threading.Thread(
+            target=self._relay_stop_requests, name="bgtask-signals", daemon=True
+        ).start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_grace_expired)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping.is_set():
+        now = time.monotonic()
+        if self._signalled:
+            if now - self._first_signal_at < SAME_SIGNAL_WINDOW:
+                return  # Ctrl-C reached us both from the terminal and via the supervisor
             logger.warning("Second signal %s: stopping now.", signal.Signals(signum).name)
             self._stop_now()
             return
+        self._first_signal_at = now
         logger.info(
             "Signal %s: finishing running tasks (up to %ss), then stopping.",
             signal.Signals(signum).name,
             self.shutdown_timeout,
         )
-        self.stopping.set()
+        self._signalled = True
+        self._request_stop()
         if self.executor.in_task_code and self.shutdown_timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout)
         elif self.executor.in_task_code:
@@ -157,8 +174,39 @@ class Worker:
         logger.warning("Shutdown grace period over: stopping the running task.")
         self._stop_now()
 
+    def _request_stop(self) -> None:
+        """Set ``stopping`` on behalf of a signal handler, taking no lock.
+
+        ``Event.set()`` takes the event's lock, which the main thread may
+        hold at the very moment the signal arrives (inside
+        ``stopping.wait()``); taking it in the handler would deadlock. The
+        handler writes a byte to a pipe instead, and a helper thread sets it.
+        """
+        if self._stop_pipe is None:
+            self.stopping.set()
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._stop_pipe[1], b"x")
+
+    def _relay_stop_requests(self) -> None:
+        assert self._stop_pipe is not None
+        read_end = self._stop_pipe[0]
+        try:
+            while os.read(read_end, 64):  # b"": the write end closed, the worker stopped
+                self.stopping.set()
+        except OSError:
+            pass
+        finally:
+            os.close(read_end)
+
+    def _close_stop_pipe(self) -> None:
+        if self._stop_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._stop_pipe[1])
+
     def _stop_now(self) -> None:
-        self.stopping.set()
+        self._signalled = True
+        self._request_stop()
         self.force_stop = True
         if self.executor.in_task_code and self._pool is None:
             raise WorkerStopped("The worker was stopped while this task ran.")
@@ -188,6 +236,19 @@ class Worker:
             )
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
+        self.liveness = Liveness(
+            self.worker_id,
+            queues=self.queues,
+            concurrency=self.threads,
+            supervisor_id=self.supervisor_id,
+            using=self.using,
+            executor=TaskExecutor(
+                self.registry, self.worker_id, using=self.using, clock=self.clock
+            ),
+            parent_pid=self.parent_pid,
+            on_orphaned=self.stop,
+        )
+        self.liveness.start()
         try:
             while not self.stopping.is_set():
                 if self.duration > 0 and time.monotonic() - started > self.duration:
@@ -205,6 +266,9 @@ class Worker:
             pass
         finally:
             self._shutdown()
+            self.liveness.stop()
+            self.liveness = None
+            self._close_stop_pipe()
         logger.info("Worker %s stopped after %d task(s).", self.worker_id, self.processed)
 
     def _guarded(self, action: Callable[[], int]) -> int | None:
@@ -378,17 +442,15 @@ class Worker:
     # -- maintenance ---------------------------------------------------------
 
     def maintenance(self, now: datetime) -> None:
-        """Put back claims held longer than MAX_RUN_TIME and fail tasks no worker knows."""
+        """Put back claims of unregistered processes (1.2.8 workers, say) held
+        longer than MAX_RUN_TIME, and fail tasks no worker knows.
+
+        Tasks of registered workers that stopped heartbeating are recovered
+        by the heartbeat thread, which can tell whether its own heartbeats
+        flow (see :mod:`background_task.liveness`).
+        """
         tasks = Task.objects.using(self.using)
-        for task in tasks.claim_expired(now).in_queues(self.queues)[:MAINTENANCE_BATCH]:
-            logger.warning(
-                "Claim on task %s by %s expired; putting it back.", task.task_id, task.locked_by
-            )
-            self.executor.persist(
-                lambda t=task: self.executor.record_failure(  # type: ignore[misc]
-                    t, ClaimExpired(f"The claim by {t.locked_by} expired after MAX_RUN_TIME.")
-                )
-            )
+        recover_orphans(self.executor, now, None)
         if not self.registry.names():
             return  # a worker that knows no task cannot judge which names are unknown
         stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)

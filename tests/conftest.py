@@ -73,19 +73,21 @@ class WorkerProcess:
         try:
             output, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            self.kill()
-            output = ""
+            output = self.kill()
             raise AssertionError(
                 f"worker {self.args} did not exit in {timeout}s:\n{output}"
             ) from exc
         return self.process.returncode, output
 
-    def kill(self) -> None:
-        """Kill the worker and anything it started (workers of a supervisor)."""
+    def kill(self) -> str:
+        """Kill the worker and anything it started (workers of a supervisor);
+        return what it printed."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.communicate(timeout=10)
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+            output, _ = self.process.communicate(timeout=10)
+            return output or ""
+        return ""
 
 
 @pytest.fixture

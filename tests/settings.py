@@ -100,3 +100,7 @@ LOGGING = {
 
 # Worker subprocess tests shorten the shutdown grace period through the environment.
 BACKGROUND_TASK_SHUTDOWN_TIMEOUT = float(os.environ.get("BGTASK_SHUTDOWN_TIMEOUT", "30"))
+
+# Reliability tests shorten heartbeats and hard time limits through the environment.
+BACKGROUND_TASK_HEARTBEAT_INTERVAL = float(os.environ.get("BGTASK_HEARTBEAT_INTERVAL", "5"))
+BACKGROUND_TASK_WORKER_LOST_AFTER = float(os.environ.get("BGTASK_WORKER_LOST_AFTER", "30"))

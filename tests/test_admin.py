@@ -42,6 +42,31 @@ def test_changelists_and_detail_pages_render(admin_client):
     assert b"&quot;" not in detail.content or b"<pre>" in detail.content
 
 
+def test_the_workers_page_shows_heartbeat_age_and_running_tasks(admin_client):
+    from background_task.liveness import Liveness
+    from background_task.models import WorkerProcess
+
+    Liveness("web1:77:abcdef01", queues=["mail", None], concurrency=2).register()
+    task = fixtures.add(1, 2, schedule=0)
+    task.lock("web1:77:abcdef01")
+    WorkerProcess.objects.create(
+        worker_id="gone:1:00000000",
+        host="gone",
+        pid=1,
+        version="0",
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now() - timezone.timedelta(hours=1),
+    )
+    response = admin_client.get(reverse("admin:background_task_workerprocess_changelist"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "web1:77:abcdef01" in page and "mail, &lt;default&gt;" in page
+    assert "(lost)" in page
+    assert 'class="field-running_tasks">1<' in page
+    add = admin_client.get(reverse("admin:background_task_workerprocess_add"))
+    assert add.status_code == 403
+
+
 def post_action(client, model, action, pks):
     return client.post(
         reverse(f"admin:background_task_{model}_changelist"),

@@ -44,6 +44,10 @@ def test_ascending_ordering():
         ("BACKGROUND_TASK_ASYNC_THREADS", 0, "background_task.E004", "positive integer"),
         ("BACKGROUND_TASK_PRIORITY_ORDERING", "UP", "background_task.E005", "'DESC'"),
         ("BACKGROUND_TASK_SHUTDOWN_TIMEOUT", -1, "background_task.E006", ">= 0"),
+        ("BACKGROUND_TASK_HEARTBEAT_INTERVAL", 0, "background_task.E007", "positive number"),
+        ("BACKGROUND_TASK_WORKER_LOST_AFTER", "30", "background_task.E008", "not '30'"),
+        ("BACKGROUND_TASK_DEFAULT_TIMEOUT", float("inf"), "background_task.E009", "None or"),
+        ("BACKGROUND_TASK_ON_WORKER_LOST", "retry-twice", "background_task.E010", "'retry'"),
     ],
 )
 def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
@@ -58,9 +62,27 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E004": "ASYNC_THREADS",
             "E005": "PRIORITY_ORDERING",
             "E006": "SHUTDOWN_TIMEOUT",
+            "E007": "HEARTBEAT_INTERVAL",
+            "E008": "WORKER_LOST_AFTER",
+            "E009": "DEFAULT_TIMEOUT",
+            "E010": "ON_WORKER_LOST",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)
+
+
+def test_liveness_defaults():
+    assert app_settings.HEARTBEAT_INTERVAL == 5
+    assert app_settings.WORKER_LOST_AFTER == 30
+    assert app_settings.DEFAULT_TIMEOUT is None
+    assert app_settings.ON_WORKER_LOST == "retry"
+
+
+@override_settings(BACKGROUND_TASK_HEARTBEAT_INTERVAL=10, BACKGROUND_TASK_WORKER_LOST_AFTER=20)
+def test_lost_after_must_cover_several_heartbeats():
+    [error] = check_settings()
+    assert error.id == "background_task.E011"
+    assert "at least three heartbeat intervals" in error.msg
 
 
 @override_settings(MAX_ATTEMPTS=3, BACKGROUND_TASK_MAX_ATTEMPTS=5)

@@ -172,7 +172,9 @@ def test_supervisor_restarts_a_killed_worker_and_stops_cleanly(start_worker):
     reason="push or change-check wake-ups exist on PostgreSQL and SQLite",
 )
 def test_an_idle_worker_wakes_for_a_new_task_before_its_sleep_ends(start_worker):
-    worker = start_worker("--sleep", "30")
+    worker = start_worker(
+        "--sleep", "30", env=subprocess_env(DJANGO_SETTINGS_MODULE="tests.logging_settings")
+    )
     fixtures.record("warm-up")
     wait_until(lambda: Execution.objects.count() == 1, timeout=40)
     time.sleep(0.5)  # idle now, in a 30 s wait

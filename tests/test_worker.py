@@ -92,7 +92,13 @@ def test_system_exit_inside_a_task_is_a_failure_and_the_worker_goes_on(clock):
 
 @pytest.mark.parametrize(
     ("params", "fragment"),
-    [("not json", "unreadable arguments"), ("[[1, 2, 3], {}]", "do not fit")],
+    [
+        ("not json", "unreadable arguments"),
+        ("[[1, 2, 3], {}]", "do not fit"),
+        ('{"a": 1}', "must be a JSON pair"),
+        ('[[1], {"b": 2}, 3]', "must be a JSON pair"),
+        ("[[1], [2]]", "must be a JSON pair"),
+    ],
 )
 def test_corrupt_rows_fail_with_a_clear_error_and_others_run(clock, params, fragment):
     bad = fixtures.add(1, 2, schedule=0)

@@ -73,3 +73,36 @@ def chatty(text: str) -> None:
     print(text)
     sys.stdout.flush()
     print(f"err:{text}", file=sys.stderr)
+
+
+@background(timeout=1, max_attempts=2)
+def overrun(seconds: float, key: str = "") -> None:
+    """Sleep past its one-second hard time limit."""
+    execution = _record("overrun", key)
+    time.sleep(seconds)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+
+
+@background(max_attempts=2)
+def crash(code: int = 1) -> None:
+    """Kill the worker process the way a segfault or an OOM kill would."""
+    _record("crash")
+    os._exit(code)
+
+
+@background(on_worker_lost="fail")
+def at_most_once(seconds: float, key: str = "") -> None:
+    execution = _record("at_most_once", key)
+    time.sleep(seconds)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+
+
+@background(queue="chaos")
+def chaos_step(key: str, millis: int) -> None:
+    """One unit of chaos-suite work: record the execution, sleep, record its end."""
+    execution = _record("chaos", key)
+    time.sleep(millis / 1000)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])

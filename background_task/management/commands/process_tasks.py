@@ -135,17 +135,25 @@ class Command(BaseCommand):
         return names or None
 
     def run_workers(self, count: int, worker_options: dict[str, Any]) -> None:
+        """Run ``count`` worker processes under a supervisor (hard time limits,
+        immediate recovery of a dead worker's tasks, restarts)."""
+        from background_task.supervisor import ChildContext, Supervisor
         from background_task.worker import Worker
 
-        if count == 1:
-            Worker(**worker_options).run()
-            return
-        from background_task.supervisor import Supervisor
+        def work(context: ChildContext) -> None:
+            Worker(
+                **worker_options,
+                slots=context.slots,
+                supervisor_id=context.supervisor_id,
+                parent_pid=context.parent_pid,
+            ).run()
 
         supervisor = Supervisor(
             count,
-            lambda: Worker(**worker_options).run(),
+            work,
+            threads=worker_options["threads"],
             shutdown_timeout=app_settings.SHUTDOWN_TIMEOUT,
+            queues=worker_options["queues"],
         )
         code = supervisor.run()
         if code:

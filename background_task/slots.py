@@ -1,0 +1,110 @@
+"""What a supervised worker process is running, readable by its supervisor.
+
+The supervisor maps one small block of shared memory per child before it
+forks it. The child writes its worker id into the header and, per thread,
+the primary key of the task that thread runs and the moment (monotonic
+clock, shared by all processes of the host) its hard time limit runs out.
+Writing a slot is a couple of memory stores, so it costs the hot path
+nothing measurable; the supervisor reads the slots to kill a child whose
+task overran, and, after a child died, to tell the tasks it was running
+from those it had only claimed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import mmap
+import struct
+import threading
+from dataclasses import dataclass
+
+HEADER_SIZE = 64  # bytes: the owner's worker id, UTF-8, NUL padded
+PK = struct.Struct("=q")  # task pk; 0: the slot is free
+DEADLINE = struct.Struct("=d")  # monotonic seconds; inf: no time limit
+SLOT_SIZE = PK.size + DEADLINE.size
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    """One occupied slot, as the supervisor sees it."""
+
+    pk: int
+    deadline: float  # monotonic seconds; math.inf when the task has no time limit
+
+
+class TaskSlots:
+    """One slot per thread of a worker process, in memory shared across ``fork()``."""
+
+    def __init__(self, count: int) -> None:
+        self.count = max(1, count)
+        self._memory = mmap.mmap(-1, HEADER_SIZE + self.count * SLOT_SIZE)
+        for index in range(self.count):
+            self._write(index, 0, math.inf)  # never a zero deadline next to a pk
+        self._local = threading.local()
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+
+    # -- the worker's side ---------------------------------------------------
+
+    def set_owner(self, worker_id: str) -> None:
+        """Record the worker id of the process that uses these slots."""
+        encoded = worker_id.encode()[:HEADER_SIZE]
+        self._memory[:HEADER_SIZE] = encoded.ljust(HEADER_SIZE, b"\0")
+
+    def _index(self) -> int:
+        index: int | None = getattr(self._local, "index", None)
+        if index is None:
+            with self._lock:
+                index = next(self._numbers) % self.count
+            self._local.index = index
+        return index
+
+    def _write(self, index: int, pk: int | None, deadline: float | None) -> None:
+        offset = HEADER_SIZE + index * SLOT_SIZE
+        if deadline is not None:
+            DEADLINE.pack_into(self._memory, offset + PK.size, deadline)
+        if pk is not None:
+            PK.pack_into(self._memory, offset, pk)
+
+    def begin(self, pk: int, timeout: float | None, now: float) -> None:
+        """Mark the calling thread as running task ``pk``, with a limit of ``timeout`` s."""
+        # The deadline is written before the pk: a reader that sees the pk
+        # sees this task's deadline, never the previous one.
+        self._write(self._index(), pk, math.inf if timeout is None else now + timeout)
+
+    def lift_deadline(self) -> None:
+        """The task's code has returned: recording its outcome has no time limit."""
+        self._write(self._index(), None, math.inf)
+
+    def end(self) -> None:
+        """Mark the calling thread as idle."""
+        index = self._index()
+        self._write(index, 0, None)  # the pk first: a free slot is never overdue
+        self._write(index, None, math.inf)
+
+    # -- the supervisor's side -----------------------------------------------
+
+    def owner(self) -> str | None:
+        """The worker id the child wrote, or None if it never got that far."""
+        raw = bytes(self._memory[:HEADER_SIZE]).rstrip(b"\0")
+        return raw.decode(errors="replace") or None
+
+    def running(self) -> list[RunningTask]:
+        """The tasks the child's threads are running now."""
+        found = []
+        for index in range(self.count):
+            offset = HEADER_SIZE + index * SLOT_SIZE
+            (pk,) = PK.unpack_from(self._memory, offset)
+            (deadline,) = DEADLINE.unpack_from(self._memory, offset + PK.size)
+            if pk:
+                found.append(RunningTask(pk, deadline))
+        return found
+
+    def overdue(self, now: float) -> RunningTask | None:
+        """The running task whose time limit ran out first, if any did."""
+        late = [task for task in self.running() if task.deadline <= now]
+        return min(late, key=lambda task: task.deadline) if late else None
+
+    def close(self) -> None:
+        self._memory.close()

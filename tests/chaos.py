@@ -1,0 +1,233 @@
+"""The chaos suite's machinery: worker groups to kill, and the checks that nothing was lost.
+
+Every chaos task records each execution (worker pid, start, end) in the
+Execution table. A worker killed mid-task leaves an execution without an
+end; its end is the moment the test saw the process die. The checks:
+
+- every task completed (a DONE history row each, nothing left queued or locked);
+- no two executions of one task overlapped in time;
+- every execution that was not a task's last was cut short by a kill
+  (or finished its code just before the kill, before recording it);
+- every unfinished execution belongs to a killed process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from background_task import status
+from background_task.models import CompletedTask, Task
+from tests.testapp import tasks as fixtures
+from tests.testapp.models import Execution
+
+QUEUE = "chaos"
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return {int(child) for child in out.split()}
+
+
+def dead(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts: it runs no code)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_dead(pids: set[int], timeout: float = 10.0) -> datetime:
+    deadline = time.monotonic() + timeout
+    while not all(dead(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {pids} did not die")
+        time.sleep(0.001)
+    return datetime.now(UTC)
+
+
+def enqueue(total: int, rng: random.Random, using: str = "default") -> None:
+    """Queue ``total`` chaos tasks of 5-45 ms each."""
+    rows = [
+        Task.objects.new_task(fixtures.chaos_step.name, [str(i), rng.randint(5, 45)], queue=QUEUE)
+        for i in range(total)
+    ]
+    Task.objects.using(using).bulk_create(rows, batch_size=500)
+
+
+@dataclass
+class Chaos:
+    """Worker groups (a supervisor and its workers each) and what was done to them."""
+
+    start_worker: object
+    env: dict[str, str]
+    rng: random.Random
+    groups: list = field(default_factory=list)
+    killed_at: dict[int, datetime] = field(default_factory=dict)
+    kills: int = 0
+
+    def start_group(self) -> None:
+        self.groups.append(
+            self.start_worker(  # type: ignore[operator]
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+                "--queue",
+                QUEUE,
+                "--sleep",
+                "0.1",
+                env=self.env,
+            )
+        )
+
+    def kill_a_worker(self) -> None:
+        """SIGKILL one worker process; its supervisor settles and replaces it."""
+        group = self.rng.choice(self.groups)
+        pids = sorted(children(group.process.pid))
+        if not pids:
+            return
+        pid = self.rng.choice(pids)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self.killed_at[pid] = wait_dead({pid})
+        self.kills += 1
+
+    def kill_a_group(self) -> None:
+        """SIGKILL a supervisor and its workers at once, as a lost machine would
+        vanish; other workers recover its tasks once its heartbeats are stale."""
+        group = self.groups.pop(self.rng.randrange(len(self.groups)))
+        pids = children(group.process.pid) | {group.process.pid}
+        group.kill()
+        when = wait_dead(pids)
+        for pid in pids:
+            self.killed_at[pid] = when
+        self.kills += len(pids)
+        self.start_group()
+
+    def terminate_a_group(self) -> None:
+        """SIGTERM a group mid-batch: it must finish what runs, put back the rest, exit 0."""
+        group = self.groups.pop(self.rng.randrange(len(self.groups)))
+        group.signal(signal.SIGTERM)
+        code, output = group.wait(timeout=60)
+        assert code == 0, output
+        self.start_group()
+
+    def stop(self) -> None:
+        for group in self.groups:
+            group.signal(signal.SIGTERM)
+        for group in self.groups:
+            code, output = group.wait(timeout=60)
+            assert code == 0, output
+
+
+def done(using: str = "default") -> int:
+    return CompletedTask.objects.using(using).filter(queue=QUEUE, status=status.DONE).count()
+
+
+def check(
+    total: int,
+    killed_at: dict[int, datetime],
+    using: str = "default",
+    outages: Sequence[tuple[datetime, datetime]] = (),
+) -> dict[str, int]:
+    """Assert the chaos invariants; return the figures for the summary line.
+
+    ``outages`` are the (down, up) times of database restarts: a run that
+    was cut off by one (its code could not write its end, or failed on the
+    lost connection and was retried) ended by the time the database was up.
+    """
+
+    def cut_by_outage(execution: Execution) -> datetime | None:
+        for down, up in outages:
+            ended = execution.finished_at
+            if execution.started_at <= up and (ended is None or ended >= down):
+                return up
+        return None
+
+    def end_of(execution: Execution) -> datetime | None:
+        if execution.worker_pid in killed_at:
+            return execution.finished_at or killed_at[execution.worker_pid]
+        return execution.finished_at or cut_by_outage(execution)
+
+    completed = list(
+        CompletedTask.objects.using(using).filter(queue=QUEUE).values_list("status", "task_params")
+    )
+    assert {state for state, _ in completed} == {status.DONE}, "a chaos task failed"
+    assert len(completed) == total, f"{total - len(completed)} task(s) lost"
+    assert not Task.objects.using(using).filter(queue=QUEUE).exists(), "tasks left queued"
+
+    runs: dict[str, list[Execution]] = defaultdict(list)
+    for execution in Execution.objects.using(using).filter(task_name="chaos"):
+        runs[execution.key].append(execution)
+    assert len(runs) == total, f"{total - len(runs)} task(s) never ran"
+    overlaps = reruns = 0
+    for key, executions in runs.items():
+        executions.sort(key=lambda e: e.started_at)
+        for execution in executions:
+            assert end_of(execution) is not None, (
+                f"task {key}: an execution by pid {execution.worker_pid}, which was never "
+                f"killed nor cut off by an outage, did not finish"
+            )
+        for earlier, later in itertools.pairwise(executions):
+            reruns += 1
+            assert earlier.worker_pid in killed_at or cut_by_outage(earlier), (
+                f"task {key} ran again after a run by pid {earlier.worker_pid}, "
+                f"which was neither killed nor cut off by an outage"
+            )
+            end = end_of(earlier)
+            assert end is not None
+            if end > later.started_at:
+                overlaps += 1
+        assert executions[-1].finished_at is not None, f"task {key}: its last run did not finish"
+    assert overlaps == 0, f"{overlaps} overlapping execution(s)"
+    return {"tasks": total, "re-executions": reruns, "overlaps": overlaps, "lost": 0}
+
+
+def drive(
+    chaos: Chaos,
+    total: int,
+    *,
+    timeout: float,
+    count_done: Callable[[], int] = done,
+    extra: Callable[[], None] | None = None,
+) -> None:
+    """Kill workers at random moments until 80% of the tasks are done, with one
+    group killed whole, one terminated and ``extra`` done once, then let the
+    rest drain."""
+    deadline = time.monotonic() + timeout
+    group_killed = terminated = False
+    finished = 0
+    while finished < total:
+        assert time.monotonic() < deadline, f"only {finished} of {total} done in {timeout}s"
+        try:
+            finished = count_done()
+        except Exception:  # the database is restarting
+            time.sleep(0.2)
+            continue
+        progress = finished / total
+        if progress < 0.8:
+            if progress > 0.2 and not group_killed:
+                chaos.kill_a_group()
+                group_killed = True
+            elif progress > 0.4 and not terminated:
+                chaos.terminate_a_group()
+                terminated = True
+            elif extra is not None and progress > 0.5:
+                extra()
+                extra = None
+            else:
+                chaos.kill_a_worker()
+        time.sleep(chaos.rng.uniform(0.2, 0.6))
