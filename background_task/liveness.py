@@ -16,6 +16,13 @@ A worker only judges others lost after its own heartbeats have gone through
 for a full WORKER_LOST_AFTER without a gap. After a database outage every
 live worker's heartbeat is stale at once; this rule gives them all time to
 heartbeat again before anyone is presumed dead.
+
+A stale heartbeat is only a guess that a process is gone. When the silent
+worker ran on the recovering worker's own host, the guess is checked: a
+process with that pid that is still alive and still runs ``process_tasks``
+keeps its tasks (its heartbeats are late, say SQLite's write lock starved
+them, or a task held the GIL), for up to STALL_LIMIT times WORKER_LOST_AFTER.
+Workers on other hosts can only be judged by their heartbeats.
 """
 
 from __future__ import annotations
@@ -41,6 +48,47 @@ from background_task.models import Task, WorkerProcess
 logger = logging.getLogger("background_task.worker")
 
 RECOVERY_BATCH = 100  # orphaned tasks settled per heartbeat, at most
+STALL_LIMIT = 10  # a live same-host worker keeps its tasks this many WORKER_LOST_AFTER
+
+_reported_stalls: set[str] = set()  # silent live workers already logged by this process
+
+
+def running_worker(pid: int) -> bool:
+    """True if ``pid`` is a live (not zombie) ``process_tasks`` process on this host.
+
+    Reads ``/proc``; where there is none, answers False, so the worker is
+    judged by its heartbeats alone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X") and b"process_tasks" in command
+
+
+def silent_but_running(using: str, worker_ids: set[str], lost_after: float) -> set[str]:
+    """The workers among ``worker_ids`` that only look lost: they run on this
+    host, their process is alive, and their heartbeat is not yet
+    STALL_LIMIT times ``lost_after`` old."""
+    rows = (
+        WorkerProcess.objects.using(using)
+        .filter(worker_id__in=worker_ids, host=socket.gethostname()[:255])
+        .alive(STALL_LIMIT * lost_after)
+        .values_list("worker_id", "pid")
+    )
+    running = {worker_id for worker_id, pid in rows if running_worker(pid)}
+    for worker_id in running - _reported_stalls:
+        logger.warning(
+            "Worker %s has not heartbeated for more than %gs but its process is alive on "
+            "this host; its tasks stay with it.",
+            worker_id,
+            lost_after,
+        )
+    _reported_stalls.update(running)
+    return running
 
 
 def make_worker_id() -> str:
@@ -64,8 +112,11 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
         .filter(worker_id__in={task.locked_by for task in orphans})
         .values_list("worker_id", flat=True)
     )
+    alive = silent_but_running(using, known, lost_after) if lost_after is not None else set()
     recovered = 0
     for task in orphans:
+        if task.locked_by in alive:
+            continue
         if task.locked_by in known:
             reason = (
                 f"Worker {task.locked_by} was lost: no heartbeat for more than "
@@ -83,7 +134,8 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
             continue  # settled by someone else in the meantime
         recovered += 1
     if lost_after is not None:
-        WorkerProcess.objects.using(using).lost(lost_after).without_tasks().delete()
+        lost = WorkerProcess.objects.using(using).lost(lost_after).without_tasks()
+        lost.exclude(worker_id__in=alive).delete()
     return recovered
 
 

@@ -19,7 +19,9 @@ import struct
 import threading
 from dataclasses import dataclass
 
-HEADER_SIZE = 64  # bytes: the owner's worker id, UTF-8, NUL padded
+OWNER_SIZE = 64  # bytes: the owner's worker id, UTF-8, NUL padded
+BEGUN = OWNER_SIZE  # one byte: 1 once the child began a task
+HEADER_SIZE = OWNER_SIZE + 8
 PK = struct.Struct("=q")  # task pk; 0: the slot is free
 DEADLINE = struct.Struct("=d")  # monotonic seconds; inf: no time limit
 SLOT_SIZE = PK.size + DEADLINE.size
@@ -49,8 +51,8 @@ class TaskSlots:
 
     def set_owner(self, worker_id: str) -> None:
         """Record the worker id of the process that uses these slots."""
-        encoded = worker_id.encode()[:HEADER_SIZE]
-        self._memory[:HEADER_SIZE] = encoded.ljust(HEADER_SIZE, b"\0")
+        encoded = worker_id.encode()[:OWNER_SIZE]
+        self._memory[:OWNER_SIZE] = encoded.ljust(OWNER_SIZE, b"\0")
 
     def _index(self) -> int:
         index: int | None = getattr(self._local, "index", None)
@@ -72,6 +74,7 @@ class TaskSlots:
         # The deadline is written before the pk: a reader that sees the pk
         # sees this task's deadline, never the previous one.
         self._write(self._index(), pk, math.inf if timeout is None else now + timeout)
+        self._memory[BEGUN] = 1
 
     def lift_deadline(self) -> None:
         """The task's code has returned: recording its outcome has no time limit."""
@@ -87,8 +90,12 @@ class TaskSlots:
 
     def owner(self) -> str | None:
         """The worker id the child wrote, or None if it never got that far."""
-        raw = bytes(self._memory[:HEADER_SIZE]).rstrip(b"\0")
+        raw = bytes(self._memory[:OWNER_SIZE]).rstrip(b"\0")
         return raw.decode(errors="replace") or None
+
+    def begun(self) -> bool:
+        """True once the child has begun running a task: it got through its start."""
+        return self._memory[BEGUN] == 1
 
     def running(self) -> list[RunningTask]:
         """The tasks the child's threads are running now."""

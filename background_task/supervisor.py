@@ -11,7 +11,8 @@
   held straight away: a task it was running counts a lost attempt (retried
   or failed, as the task chose), a task it had only claimed goes back to
   the queue untouched;
-- restarts dead workers, with a growing delay while they keep dying at once;
+- restarts dead workers: at once if they had begun running tasks, with a
+  growing delay while they keep dying young before their first task;
 - registers itself in the worker table and heartbeats from its loop.
 
 Each child shows what it runs through :class:`~background_task.slots.TaskSlots`.
@@ -45,7 +46,7 @@ from background_task.slots import RunningTask, TaskSlots
 logger = logging.getLogger("background_task.supervisor")
 
 POLL_INTERVAL = 0.1  # seconds between checks on the children (and their time limits)
-QUICK_DEATH = 5.0  # seconds; a child dying sooner counts as crash-looping
+QUICK_DEATH = 5.0  # seconds; a child dying sooner, before any task, is crash-looping
 MAX_RESTART_DELAY = 30.0  # seconds
 
 
@@ -193,6 +194,7 @@ class Supervisor:
                     continue
                 child.process.join()
                 del self.children[slot]
+                looping = self._crash_looping(child, now)  # before its slots are closed
                 self._child_died(child)
                 code = child.process.exitcode or 0
                 if child.timed_out is not None and not self.stopping:
@@ -203,11 +205,7 @@ class Supervisor:
                         exit_code = code
                     continue
                 delay = self.delays.get(slot, 0.0)
-                delay = (
-                    min(max(delay * 2, 1.0), MAX_RESTART_DELAY)
-                    if now - child.started < QUICK_DEATH
-                    else 0.0
-                )
+                delay = min(max(delay * 2, 1.0), MAX_RESTART_DELAY) if looping else 0.0
                 self.delays[slot] = delay
                 logger.warning(
                     "Worker process %s (pid %s) exited with %s; restarting in %.0fs.",
@@ -228,6 +226,14 @@ class Supervisor:
                 self._heartbeat(now)
         self._unregister()
         return exit_code
+
+    @staticmethod
+    def _crash_looping(child: Child, now: float) -> bool:
+        """A child that died young without ever beginning a task is taken to
+        be failing at start (a broken import, an unreachable database): its
+        replacement waits, longer each time. One that ran tasks is replaced
+        at once; a task that kills its process pays with its own attempts."""
+        return now - child.started < QUICK_DEATH and not child.slots.begun()
 
     # -- the supervisor's own row ------------------------------------------------
 

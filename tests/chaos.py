@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -49,6 +50,13 @@ def dead(pid: int) -> bool:
         return True
 
 
+def group_members(pgid: int) -> set[int]:
+    """Every process of the process group ``pgid`` (a worker group: the
+    supervisor, started in a session of its own, and the workers it forked)."""
+    out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
 def wait_dead(pids: set[int], timeout: float = 10.0) -> datetime:
     deadline = time.monotonic() + timeout
     while not all(dead(pid) for pid in pids):
@@ -74,9 +82,11 @@ class Chaos:
     start_worker: object
     env: dict[str, str]
     rng: random.Random
+    log_dir: str
     groups: list = field(default_factory=list)
     killed_at: dict[int, datetime] = field(default_factory=dict)
     kills: int = 0
+    outputs: list[str] = field(default_factory=list)
 
     def start_group(self) -> None:
         self.groups.append(
@@ -90,6 +100,7 @@ class Chaos:
                 "--sleep",
                 "0.1",
                 env=self.env,
+                log_path=os.path.join(self.log_dir, f"group-{time.time_ns()}.log"),
             )
         )
 
@@ -109,8 +120,12 @@ class Chaos:
         """SIGKILL a supervisor and its workers at once, as a lost machine would
         vanish; other workers recover its tasks once its heartbeats are stale."""
         group = self.groups.pop(self.rng.randrange(len(self.groups)))
-        pids = children(group.process.pid) | {group.process.pid}
-        group.kill()
+        # Freeze the group first, so that a worker the supervisor forks while
+        # the test lists the group's processes cannot die unrecorded.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group.process.pid, signal.SIGSTOP)
+        pids = group_members(group.process.pid) | {group.process.pid}
+        self.outputs.append(group.kill())
         when = wait_dead(pids)
         for pid in pids:
             self.killed_at[pid] = when
@@ -122,6 +137,7 @@ class Chaos:
         group = self.groups.pop(self.rng.randrange(len(self.groups)))
         group.signal(signal.SIGTERM)
         code, output = group.wait(timeout=60)
+        self.outputs.append(output)
         assert code == 0, output
         self.start_group()
 
@@ -130,7 +146,25 @@ class Chaos:
             group.signal(signal.SIGTERM)
         for group in self.groups:
             code, output = group.wait(timeout=60)
+            self.outputs.append(output)
             assert code == 0, output
+
+    def presumed_lost(self) -> set[int]:
+        """Pids of the workers that others judged lost by their stale heartbeats."""
+        return {
+            int(match.group(1))
+            for output in self.outputs
+            for match in re.finditer(r"Worker [^\s:]+:(\d+):\w+ was lost", output)
+        }
+
+    def warnings(self) -> str:
+        """What the workers logged about lost workers and recoveries."""
+        return "\n".join(
+            line
+            for output in self.outputs
+            for line in output.splitlines()
+            if "lost" in line or "presumed" in line or "Traceback" in line
+        )
 
 
 def done(using: str = "default") -> int:

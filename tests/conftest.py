@@ -54,17 +54,30 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class WorkerProcess:
     """A real ``manage.py process_tasks`` child process."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None
+    ) -> None:
+        """``log_path``: write the output to that file rather than a pipe (for
+        long runs whose output could fill a pipe nobody reads until the end)."""
         self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "w") if log_path else None  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "django", "process_tasks", *args],
             cwd=ROOT,
             env=env or subprocess_env(),
-            stdout=subprocess.PIPE,
+            stdout=self.log or subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # so kill() can reach the supervisor's children too
         )
+
+    def _output(self, piped: str | None) -> str:
+        if self.log is None or self.log_path is None:
+            return piped or ""
+        self.log.close()
+        with open(self.log_path) as log:
+            return log.read()
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
@@ -77,7 +90,7 @@ class WorkerProcess:
             raise AssertionError(
                 f"worker {self.args} did not exit in {timeout}s:\n{output}"
             ) from exc
-        return self.process.returncode, output
+        return self.process.returncode, self._output(output)
 
     def kill(self) -> str:
         """Kill the worker and anything it started (workers of a supervisor);
@@ -86,7 +99,7 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
             output, _ = self.process.communicate(timeout=10)
-            return output or ""
+            return self._output(output)
         return ""
 
 

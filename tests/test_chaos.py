@@ -25,22 +25,31 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOTAL = int(os.environ.get("BGTASK_CHAOS_TASKS", "1500"))
 CHAOS_ENV = {
+    "DJANGO_SETTINGS_MODULE": "tests.logging_settings",
+    "BGTASK_LOG_LEVEL": "WARNING",
     "BGTASK_HEARTBEAT_INTERVAL": "0.2",
     "BGTASK_WORKER_LOST_AFTER": "1.5",
     "BGTASK_SHUTDOWN_TIMEOUT": "10",
 }
 
 
-def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker):
+def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, tmp_path):
     seed = int(os.environ.get("BGTASK_CHAOS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     enqueue(TOTAL, rng)
-    chaos = Chaos(start_worker, subprocess_env(**CHAOS_ENV), rng)
+    chaos = Chaos(start_worker, subprocess_env(**CHAOS_ENV), rng, str(tmp_path))
     chaos.start_group()
     chaos.start_group()
     drive(chaos, TOTAL, timeout=240)
     chaos.stop()
-    figures = check(TOTAL, chaos.killed_at)
+    try:
+        figures = check(TOTAL, chaos.killed_at)
+        alive = chaos.presumed_lost() - set(chaos.killed_at)
+        assert not alive, f"live workers {alive} were presumed lost"
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\nseed {seed}; the workers logged:\n{chaos.warnings()}"
+        ) from exc
     print(
         f"\nchaos (seed {seed}): tasks={figures['tasks']} kills={chaos.kills} "
         f"re-executions={figures['re-executions']} overlaps={figures['overlaps']} "
@@ -86,11 +95,16 @@ def remote(server: ScratchServer, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(start_worker, scratch_server):
+def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(
+    start_worker, scratch_server, tmp_path
+):
     seed = int(os.environ.get("BGTASK_CHAOS_SEED", random.randrange(1 << 30)))
     remote(scratch_server, "tests/chaos_remote.py", "enqueue", str(TOTAL), str(seed))
     chaos = Chaos(
-        start_worker, subprocess_env(**CHAOS_ENV, **scratch_server.env()), random.Random(seed)
+        start_worker,
+        subprocess_env(**CHAOS_ENV, **scratch_server.env()),
+        random.Random(seed),
+        str(tmp_path),
     )
     chaos.start_group()
     chaos.start_group()
@@ -115,11 +129,22 @@ def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(start_worke
         "killed_at": {str(pid): at.isoformat() for pid, at in chaos.killed_at.items()},
         "outages": [(down.isoformat(), up.isoformat()) for down, up in outages],
     }
-    figures = json.loads(
-        remote(
-            scratch_server, "tests/chaos_remote.py", "check", str(TOTAL), stdin=json.dumps(state)
+    try:
+        figures = json.loads(
+            remote(
+                scratch_server,
+                "tests/chaos_remote.py",
+                "check",
+                str(TOTAL),
+                stdin=json.dumps(state),
+            )
         )
-    )
+        alive = chaos.presumed_lost() - set(chaos.killed_at)
+        assert not alive, f"live workers {alive} were presumed lost"
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\nseed {seed}; the workers logged:\n{chaos.warnings()}"
+        ) from exc
     print(
         f"\nchaos with a {scratch_server.backend} restart (seed {seed}): "
         f"tasks={figures['tasks']} kills={chaos.kills} restarts={len(outages)} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -211,3 +212,64 @@ def test_timeout_and_on_worker_lost_can_be_set_per_call():
     assert task.params() == ([], {})
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         fixtures.noop(timeout=0)
+
+
+needs_proc = pytest.mark.skipif(
+    not os.path.exists("/proc/self/cmdline"), reason="processes are looked up in /proc"
+)
+
+
+@pytest.fixture
+def lookalike():
+    """A live process on this host whose command line names process_tasks."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "process_tasks"]
+    )
+    yield process
+    process.kill()
+    process.wait()
+
+
+@needs_proc
+def test_a_silent_worker_whose_process_runs_on_this_host_keeps_its_tasks(clock, lookalike):
+    from background_task.liveness import STALL_LIMIT
+
+    worker_id = f"here:{lookalike.pid}:dddddddd"
+    task = held_by(worker_id)
+    register(worker_id, silent_for=60)
+    WorkerProcess.objects.filter(worker_id=worker_id).update(pid=lookalike.pid)
+    assert recover_orphans(recoverer(clock), clock.now, lost_after=30) == 0
+    assert Task.objects.get(pk=task.pk).locked_by == worker_id
+    assert WorkerProcess.objects.filter(worker_id=worker_id).exists()
+    # Silent for too long, its tasks are recovered all the same.
+    register(worker_id, silent_for=STALL_LIMIT * 30 + 60)
+    WorkerProcess.objects.filter(worker_id=worker_id).update(pid=lookalike.pid)
+    assert recover_orphans(recoverer(clock), clock.now, lost_after=30) == 1
+
+
+def test_a_silent_worker_on_another_host_is_judged_by_its_heartbeats(clock, lookalike):
+    worker_id = f"elsewhere:{lookalike.pid}:eeeeeeee"
+    held_by(worker_id)
+    register(worker_id, silent_for=60)
+    WorkerProcess.objects.filter(worker_id=worker_id).update(pid=lookalike.pid, host="elsewhere")
+    assert recover_orphans(recoverer(clock), clock.now, lost_after=30) == 1
+
+
+@needs_proc
+def test_a_dead_process_or_another_program_is_no_running_worker(lookalike):
+    import subprocess
+    import sys
+
+    from background_task.liveness import running_worker
+
+    assert running_worker(lookalike.pid)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not running_worker(other.pid)
+    finally:
+        other.kill()
+        other.wait()
+    assert not running_worker(other.pid)  # reaped: gone

@@ -57,3 +57,16 @@ def test_the_supervisor_sees_what_a_forked_child_writes():
     assert slots.owner() == "host:123:abcdef01"
     assert [task.pk for task in slots.running()] == [42]
     assert slots.overdue(now=51.0).pk == 42
+
+
+def test_a_child_that_began_a_task_is_no_crash_loop_but_one_that_died_young_is():
+    from background_task.supervisor import QUICK_DEATH, Child, Supervisor
+
+    young = Child(process=None, slots=TaskSlots(1), started=100.0)  # type: ignore[arg-type]
+    assert not young.slots.begun()
+    assert Supervisor._crash_looping(young, now=100.5)
+    assert not Supervisor._crash_looping(young, now=100.0 + QUICK_DEATH)  # it lived long enough
+    young.slots.begin(1, None, now=100.0)
+    young.slots.end()
+    assert young.slots.begun()
+    assert not Supervisor._crash_looping(young, now=100.5)
