@@ -42,6 +42,7 @@ from background_task.models import Task, WorkerProcess
 from background_task.registry import Tasks
 from background_task.registry import tasks as default_registry
 from background_task.slots import RunningTask, TaskSlots
+from background_task.worker import STOP_SIGNALS
 
 logger = logging.getLogger("background_task.supervisor")
 
@@ -146,13 +147,21 @@ class Supervisor:
         process = self.context.Process(
             target=self._child, args=(context,), name=f"bgtask-worker-{slot}"
         )
-        process.start()
+        # Forked with the stop signals blocked: one that arrives meanwhile stays
+        # pending in the child until its worker has installed its handler (else
+        # the handler the child inherited from this process would swallow it).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.children[slot] = Child(process, slots, time.monotonic())
         logger.info("Started worker process %s (pid %s).", slot, process.pid)
 
     def _child(self, context: ChildContext) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        # Still blocked: the worker unblocks them once its handler is in place.
         self.target(context)
 
     def _enforce_time_limit(self, slot: int, child: Child, now: float) -> None:

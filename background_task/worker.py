@@ -43,6 +43,7 @@ from background_task.slots import TaskSlots
 
 logger = logging.getLogger("background_task.worker")
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}  # ask a worker to finish and exit
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
 MAINTENANCE_BATCH = 100  # rows handled per sweep
 MAX_OUTAGE_BACKOFF = 30.0  # seconds
@@ -148,6 +149,9 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_grace_expired)
+        # A supervisor forks its workers with these signals blocked, so that a
+        # stop signal sent during the fork waits for this handler.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()

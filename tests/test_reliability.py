@@ -210,3 +210,42 @@ def test_ctrl_c_in_a_terminal_stops_gracefully(start_worker):
     assert code == 0, output
     assert "stopping now" not in output
     assert CompletedTask.objects.get(task_id=task.task_id).status == status.DONE
+
+
+def _report_mask(path: str) -> None:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with open(path, "w") as out:
+        out.write(",".join(sorted(signal.Signals(s).name for s in blocked)))
+
+
+def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_place(tmp_path):
+    """A SIGTERM that reaches a worker while it is being forked waits, pending,
+    for the worker's own handler; the handler it inherited from the supervisor
+    would otherwise swallow it and the worker would never stop."""
+    from background_task.supervisor import Supervisor
+    from background_task.worker import Worker
+
+    forked = str(tmp_path / "forked")
+    supervisor = Supervisor(1, lambda context: _report_mask(forked), shutdown_timeout=1)
+    supervisor._start(0)
+    supervisor.children[0].process.join(10)
+    with open(forked) as mask:
+        assert {"SIGINT", "SIGTERM"} <= set(mask.read().split(","))
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not here
+
+    ready = str(tmp_path / "ready")
+    pid = os.fork()
+    if pid == 0:  # a forked worker: signals held, then its handler installed
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives "during the fork"
+            worker = Worker()
+            worker.install_signal_handlers()  # unblocks: the pending SIGTERM is handled
+            _report_mask(ready)
+            os._exit(0 if worker.stopping.is_set() else 3)
+        except BaseException:
+            os._exit(4)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0  # the worker saw the stop request
+    with open(ready) as mask:
+        assert "SIGTERM" not in mask.read()
