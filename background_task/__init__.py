@@ -21,6 +21,8 @@ __all__ = [
     "__version__",
     "background",
     "call",
+    "cron_task",
+    "periodic_task",
 ]
 
 
@@ -33,6 +35,27 @@ def background(*args: Any, **kwargs: Any) -> Any:
     from background_task.registry import tasks
 
     return tasks.background(*args, **kwargs)
+
+
+def periodic_task(*args: Any, **kwargs: Any) -> Any:
+    """Register a task that runs every ``seconds`` seconds (see ``Tasks.periodic_task``).
+
+    ``@periodic_task(seconds=3600, start_now=False, queue=None, priority=0)``.
+    """
+    from background_task.registry import tasks
+
+    return tasks.periodic_task(*args, **kwargs)
+
+
+def cron_task(*args: Any, **kwargs: Any) -> Any:
+    """Register a task that runs on a crontab or an rrule (see ``Tasks.cron_task``).
+
+    ``@cron_task("0 5 * * tue")``, ``@cron_task(minutes=[0, 30], hours=9)`` or
+    ``@cron_task(rrule="FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23")``.
+    """
+    from background_task.registry import tasks
+
+    return tasks.cron_task(*args, **kwargs)
 
 
 def call(*args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Admin for waiting/running tasks, the completed history and the live workers."""
+"""Admin for waiting/running tasks, the completed history, the live workers and schedules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from background_task import status
+from background_task import scheduler, status
 from background_task.conf import app_settings
-from background_task.models import CompletedTask, Task, WorkerProcess
+from background_task.models import CompletedTask, Schedule, Task, WorkerProcess
 
 
 def pretty_params(obj: Task | CompletedTask) -> str:
@@ -184,4 +184,65 @@ class WorkerProcessAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Schedules with their expression, next and last run and its outcome.
+
+    Rows are synced from code and settings by the workers; here they can be
+    enabled, disabled or run once now. The definition itself is changed in
+    code (or settings), not here.
+    """
+
+    list_display = [
+        "name",
+        "task_name",
+        "rule",
+        "timezone",
+        "next_run_at",
+        "last_run_at",
+        "last_outcome",
+        "enabled",
+        "defined",
+    ]
+    list_filter = ["enabled", "defined", "kind", "source"]
+    search_fields = ["name", "task_name"]
+    actions = ["enable", "disable", "run_now"]
+    readonly_fields = [
+        field.name for field in Schedule._meta.fields if field.name not in ("enabled",)
+    ]
+
+    @admin.display(description="expression")
+    def rule(self, obj: Schedule) -> str:
+        return str(scheduler.describe(obj)["expression"])
+
+    @admin.display(description="last outcome")
+    def last_outcome(self, obj: Schedule) -> str:
+        return obj.last_outcome() or "-"
+
+    @admin.action(description="Enable selected schedules")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        count = queryset.update(enabled=True)
+        self.message_user(request, f"{count} schedule(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected schedules")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        count = queryset.update(enabled=False)
+        self.message_user(request, f"{count} schedule(s) disabled.", messages.SUCCESS)
+
+    @admin.action(description="Run selected schedules now (once, off their grid)")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        from background_task.registry import autodiscover, tasks
+
+        autodiscover()
+        now = timezone.now()
+        for schedule in queryset:
+            task = scheduler.run_now(schedule, tasks, now)
+            self.message_user(
+                request, f"Queued {schedule.task_name} ({task.task_id}).", messages.SUCCESS
+            )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -21,6 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
     if not messages:
         messages.extend(check_liveness())
+        messages.extend(check_schedules())
     for prefixed, bare, check_id in LEGACY_PAIRS:
         if hasattr(django_settings, prefixed) and hasattr(django_settings, bare):
             new, old = getattr(django_settings, prefixed), getattr(django_settings, bare)
@@ -50,3 +51,32 @@ def check_liveness() -> list[CheckMessage]:
             id="background_task.E011",
         )
     ]
+
+
+def check_schedules() -> list[CheckMessage]:
+    """Every declared schedule must parse and name a registered task.
+
+    Imports the installed apps' ``tasks`` modules (as ``process_tasks``
+    does) only when BACKGROUND_TASK_SCHEDULE is set, so that a settings
+    schedule naming an unknown task is reported here, not at worker start.
+    """
+    from background_task.exceptions import TaskDiscoveryError
+    from background_task.periodic import ScheduleError
+
+    if not app_settings.SCHEDULE:
+        return []
+    from background_task.registry import autodiscover, tasks
+    from background_task.scheduler import definitions
+
+    try:
+        autodiscover()
+        definitions(tasks)
+    except (ScheduleError, TaskDiscoveryError) as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Fix the schedule in BACKGROUND_TASK_SCHEDULE.",
+                id="background_task.E012",
+            )
+        ]
+    return []

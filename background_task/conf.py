@@ -54,6 +54,26 @@ def _worker_lost_policy(value: Any) -> bool:
     return value in WORKER_LOST_POLICIES
 
 
+def _schedule_setting(value: Any) -> bool:
+    return isinstance(value, dict)  # each entry is checked by check id E012
+
+
+def _timezone_name(value: Any) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _project_timezone() -> str:
+    return getattr(django_settings, "TIME_ZONE", None) or "UTC"
+
+
 def _cpu_count() -> int:
     return os.cpu_count() or 1
 
@@ -158,6 +178,20 @@ SPECS: dict[str, SettingSpec] = {
         "'retry' or 'fail' (what becomes of a task whose worker died)",
         "background_task.E010",
     ),
+    "SCHEDULE": SettingSpec(
+        ("BACKGROUND_TASK_SCHEDULE",),
+        dict,
+        _schedule_setting,
+        "a dict of schedules ({name: crontab} or {name: {'task': ..., 'cron': ...}})",
+        "background_task.E012",
+    ),
+    "SCHEDULE_TIMEZONE": SettingSpec(
+        ("BACKGROUND_TASK_SCHEDULE_TIMEZONE",),
+        _project_timezone,
+        _timezone_name,
+        "an IANA time zone name such as 'Europe/Berlin' (default: TIME_ZONE)",
+        "background_task.E013",
+    ),
 }
 
 # Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).
@@ -221,6 +255,16 @@ class AppSettings:
     def ON_WORKER_LOST(self) -> str:
         """``"retry"`` (default) or ``"fail"``, for tasks that do not choose."""
         return str(SPECS["ON_WORKER_LOST"].value())
+
+    @property
+    def SCHEDULE(self) -> dict[str, Any]:
+        """Schedules declared in settings (default none)."""
+        return dict(SPECS["SCHEDULE"].value())
+
+    @property
+    def SCHEDULE_TIMEZONE(self) -> str:
+        """The time zone cron and rrule times are read in (default TIME_ZONE)."""
+        return str(SPECS["SCHEDULE_TIMEZONE"].value())
 
     # The 1.2.8 spellings of the same values.
     @property

@@ -7,14 +7,22 @@ decorated function in it by name. The worker only runs names found here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, overload
 
 from django.utils.module_loading import module_has_submodule
 
 from background_task.exceptions import TaskDiscoveryError, TaskNotRegistered
+from background_task.periodic import (
+    DEFAULT_CATCH_UP_LIMIT,
+    ScheduleDefinition,
+    ScheduleError,
+    crontab_of,
+    define,
+)
 from background_task.proxy import TaskProxy, validate_options
+from background_task.recurrence import RecurrenceError
 from background_task.schedules import TaskSchedule
 
 if TYPE_CHECKING:
@@ -30,6 +38,7 @@ class Tasks:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskProxy] = {}
+        self._schedules: dict[str, ScheduleDefinition] = {}
         self._task_proxy_class = TaskProxy
 
     @overload
@@ -105,6 +114,121 @@ class Tasks:
             return proxy
 
         return decorator
+
+    def periodic_task(
+        self,
+        seconds: float = 3600,
+        start_now: bool = False,
+        queue: str | None = None,
+        priority: int = 0,
+        *,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = "once",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        overlap: bool = False,
+        **task_options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        """Register a task and run it every ``seconds`` seconds.
+
+        The first run is one period after the schedule is first synced (at
+        once with ``start_now``). ``args``/``kwargs`` are the call's arguments;
+        ``queue`` and ``priority`` apply to its runs; other keywords
+        (``max_attempts``, ``timeout``, ``on_worker_lost``, ...) are the task's
+        options, as for ``@background``. The function can still be queued by
+        hand. See the scheduling guide for ``catch_up`` and ``overlap``.
+        """
+        return self._scheduled(
+            dict(seconds=seconds),
+            start_now=start_now,
+            queue=queue,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            overlap=overlap,
+            task_options=task_options,
+        )
+
+    def cron_task(
+        self,
+        crontab: str | None = None,
+        minutes: Any = None,
+        hours: Any = None,
+        dow: Any = None,
+        months: Any = None,
+        dom: Any = None,
+        *,
+        rrule: str | None = None,
+        timezone: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        start_now: bool = False,
+        catch_up: str = "once",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        overlap: bool = False,
+        **task_options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        """Register a task and run it on a crontab, the field form, or an rrule.
+
+        ``@cron_task("0 5 * * tue")``; ``@cron_task(minutes=[0, 30], hours=9)``
+        (``dow`` counts from 0 = Monday; a crontab string wins over the
+        fields); ``@cron_task(rrule="FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23")``.
+        Times are read in ``timezone`` (default BACKGROUND_TASK_SCHEDULE_TIMEZONE).
+        Other options as for :meth:`periodic_task`.
+        """
+        if rrule is not None:
+            if crontab is not None:
+                raise ScheduleError("cron_task takes a crontab or an rrule, not both.")
+            rule: dict[str, Any] = {"rrule": rrule}
+        else:
+            try:
+                rule = {"crontab": crontab_of(crontab, minutes, hours, dow, months, dom)}
+            except RecurrenceError as exc:
+                raise ScheduleError(f"cron_task: {exc}.") from None
+        return self._scheduled(
+            rule,
+            timezone=timezone,
+            start_now=start_now,
+            queue=queue,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            overlap=overlap,
+            task_options=task_options,
+        )
+
+    def _scheduled(
+        self,
+        rule: dict[str, Any],
+        *,
+        name: str | None,
+        task_options: dict[str, Any],
+        **options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        register_task = self.background(name=name, queue=options["queue"], **task_options)
+
+        def decorator(fn: F) -> TaskProxy:
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            definition = define(task_name, task_name, **rule, **options)
+            proxy = register_task(fn)
+            self._schedules[definition.name] = definition
+            return proxy
+
+        return decorator
+
+    def schedules(self) -> list[ScheduleDefinition]:
+        """The schedules declared with ``@periodic_task`` and ``@cron_task``."""
+        return list(self._schedules.values())
 
     def register(self, proxy: TaskProxy) -> None:
         """Add a proxy; a second task with the same name replaces the first."""

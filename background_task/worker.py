@@ -24,7 +24,7 @@ from typing import Any
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from background_task import status
+from background_task import scheduler, status
 from background_task.claim import ClaimRequest, get_strategy
 from background_task.conf import app_settings
 from background_task.exceptions import TaskNotRegistered
@@ -44,6 +44,7 @@ from background_task.slots import TaskSlots
 logger = logging.getLogger("background_task.worker")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}  # ask a worker to finish and exit
+SCHEDULE_CHECK_INTERVAL = 1.0  # seconds between looks for due schedules
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
 MAINTENANCE_BATCH = 100  # rows handled per sweep
 MAX_OUTAGE_BACKOFF = 30.0  # seconds
@@ -132,6 +133,9 @@ class Worker:
         # Connections opened by pool threads, by thread, to close at shutdown.
         self._thread_connections: dict[int, list[Any]] = {}
         self._last_maintenance = float("-inf")
+        self._next_schedule_check = 0.0  # monotonic seconds
+        self._schedules_synced = False
+        self._schedule_due_in: float | None = None  # seconds from the last check
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
@@ -328,6 +332,8 @@ class Worker:
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
             self.maintenance(now)
             self._last_maintenance = time.monotonic()
+        if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
+            self._fire_schedules(now)
         batch = self.strategy.claim(
             ClaimRequest(self.worker_id, self.batch_size(), now, self.registry.names(), self.queues)
         )
@@ -353,6 +359,22 @@ class Worker:
             # Successes are never held past the batch that produced them.
             self.executor.flush()
         return len(batch)
+
+    def _fire_schedules(self, now: datetime) -> None:
+        """Queue the runs of due schedules; note when the next one is due."""
+        self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_INTERVAL
+        if not self._schedules_synced:
+            counts = scheduler.sync_declared(self.registry, self.using)
+            self._schedules_synced = True
+            if any(counts.values()):
+                logger.info(
+                    "Schedules synced: %s.", ", ".join(f"{n} {k}" for k, n in counts.items())
+                )
+        due = scheduler.next_due(self.registry, self.using)
+        if due is not None and due <= now:
+            scheduler.fire_due(self.registry, now, self.using)
+            due = scheduler.next_due(self.registry, self.using)
+        self._schedule_due_in = None if due is None else max(0.0, (due - now).total_seconds())
 
     def _flush_if_due(self) -> None:
         pending = self.executor.pending
@@ -391,7 +413,11 @@ class Worker:
             self._reap(done)
         else:
             logger.debug("waiting for tasks")
-            self.strategy.wait(self.sleep, self.stopping)
+            wait_for = self.sleep
+            if self._schedule_due_in is not None:  # wake up for the next schedule
+                wait_for = min(wait_for, max(self._schedule_due_in, SCHEDULE_CHECK_INTERVAL))
+                self._next_schedule_check = 0.0
+            self.strategy.wait(wait_for, self.stopping)
 
     def _reap(self, done: set[Future[Any]]) -> None:
         for future in done:
@@ -455,6 +481,7 @@ class Worker:
         """
         tasks = Task.objects.using(self.using)
         recover_orphans(self.executor, now, None)
+        scheduler.prune_fires(now, self.using)
         if not self.registry.names():
             return  # a worker that knows no task cannot judge which names are unknown
         stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)

@@ -113,3 +113,38 @@ def test_actions_respect_permissions(client):
     post_action(client, "task", "run_now", [task.pk])
     task.refresh_from_db()
     assert task.run_at > timezone.now()
+
+
+def test_the_schedules_page_lists_and_controls_schedules(admin_client):
+    from background_task import scheduler
+    from background_task.models import Schedule
+    from background_task.registry import Tasks
+
+    registry = Tasks()
+    registry.cron_task("30 2 * * *", name="tests.testapp.tasks.record", args=["nightly"])(
+        fixtures.record.task_function
+    )
+    scheduler.sync(scheduler.definitions(registry), timezone.now())
+    schedule = Schedule.objects.get()
+    url = reverse("admin:background_task_schedule_changelist")
+    page = admin_client.get(url).content.decode()
+    assert "tests.testapp.tasks.record" in page and "30 2 * * *" in page
+    assert (
+        admin_client.get(
+            reverse("admin:background_task_schedule_change", args=[schedule.pk])
+        ).status_code
+        == 200
+    )
+
+    def act(action):
+        return admin_client.post(url, {"action": action, "_selected_action": [schedule.pk]})
+
+    act("disable")
+    assert not Schedule.objects.get().enabled
+    act("enable")
+    assert Schedule.objects.get().enabled
+    act("run_now")
+    task = Task.objects.get()
+    assert task.task_name == "tests.testapp.tasks.record" and task.params() == (["nightly"], {})
+    assert Schedule.objects.get().last_task_id == task.task_id
+    assert "waiting" in admin_client.get(url).content.decode()

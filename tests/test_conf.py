@@ -48,6 +48,8 @@ def test_ascending_ordering():
         ("BACKGROUND_TASK_WORKER_LOST_AFTER", "30", "background_task.E008", "not '30'"),
         ("BACKGROUND_TASK_DEFAULT_TIMEOUT", float("inf"), "background_task.E009", "None or"),
         ("BACKGROUND_TASK_ON_WORKER_LOST", "retry-twice", "background_task.E010", "'retry'"),
+        ("BACKGROUND_TASK_SCHEDULE", ["0 * * * *"], "background_task.E012", "a dict of schedules"),
+        ("BACKGROUND_TASK_SCHEDULE_TIMEZONE", "Mars/Olympus", "background_task.E013", "IANA"),
     ],
 )
 def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
@@ -66,6 +68,8 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E008": "WORKER_LOST_AFTER",
             "E009": "DEFAULT_TIMEOUT",
             "E010": "ON_WORKER_LOST",
+            "E012": "SCHEDULE",
+            "E013": "SCHEDULE_TIMEZONE",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)
@@ -96,3 +100,11 @@ def test_checks_are_registered():
     from django.core import checks
 
     assert check_settings in checks.registry.registry.get_checks()
+
+
+def test_schedule_defaults():
+    assert app_settings.SCHEDULE == {}
+    with override_settings(TIME_ZONE="Europe/Berlin"):
+        assert app_settings.SCHEDULE_TIMEZONE == "Europe/Berlin"
+    with override_settings(BACKGROUND_TASK_SCHEDULE_TIMEZONE="America/New_York"):
+        assert app_settings.SCHEDULE_TIMEZONE == "America/New_York"

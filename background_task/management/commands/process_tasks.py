@@ -14,10 +14,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from background_task import scheduler
 from background_task.conf import app_settings
 from background_task.exceptions import TaskDiscoveryError
 from background_task.logstream import LogStream
-from background_task.registry import autodiscover
+from background_task.periodic import ScheduleError
+from background_task.registry import autodiscover, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ class Command(BaseCommand):
         }
         try:
             autodiscover()
-        except TaskDiscoveryError as exc:
+            scheduler.definitions(tasks)  # bad schedules stop the command here
+        except (TaskDiscoveryError, ScheduleError) as exc:
             raise CommandError(str(exc)) from exc
 
         def run() -> None:
