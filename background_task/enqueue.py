@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from background_task.models import Task, creator_fields
 from background_task.proxy import validate_options
-from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_seconds
+from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_fields
 from background_task.serialization import dumps_params, task_hash
 
 
@@ -61,6 +61,7 @@ def build_task(
                 f"{repeat_until!r}."
             )
         repeat_until = aware(repeat_until)
+    repeat_every, repeat_rule = repeat_fields(repeat)
     params = dumps_params(args or (), kwargs or {}, task_name)
     run_at = aware(run_at) if run_at else now
     return Task(
@@ -72,7 +73,8 @@ def build_task(
         scheduled_at=run_at,
         queue=queue,
         verbose_name=verbose_name,
-        repeat=repeat_seconds(repeat),
+        repeat=repeat_every,
+        repeat_rule=repeat_rule,
         repeat_until=repeat_until,
         max_attempts=max_attempts,
         timeout=timeout,

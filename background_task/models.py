@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from background_task import status
 from background_task.conf import app_settings
-from background_task.schedules import next_repetition
+from background_task.recurrence import get_timezone
+from background_task.schedules import next_calendar_repetition, next_repetition
 from background_task.serialization import dumps_params, loads_params, task_hash
 
 if TYPE_CHECKING:
@@ -116,6 +117,9 @@ class BaseTask(models.Model):
     backend = models.CharField(max_length=32, null=True, blank=True)  # django.tasks alias
     # "retry" or "fail" when the worker dies holding the task; None: the setting.
     on_worker_lost = models.CharField(max_length=8, null=True, blank=True)
+    # A calendar repeat (JSON of relativedelta fields, {"months": 1}); ``repeat``
+    # then holds its approximate length in seconds, for 1.2.8 code.
+    repeat_rule = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -175,6 +179,7 @@ class BaseTask(models.Model):
             "result_ttl": self.result_ttl,
             "backend": self.backend,
             "on_worker_lost": self.on_worker_lost,
+            "repeat_rule": self.repeat_rule,
         }
 
     def worker_lost_policy(self) -> str:
@@ -412,7 +417,13 @@ class Task(BaseTask):
     def next_repetition(self, now: datetime) -> Task | None:
         """Build (unsaved) the next run of a repeating task, or None."""
         scheduled = self.scheduled_at or self.run_at
-        run_at = next_repetition(scheduled, self.repeat, now, self.repeat_until)
+        if self.repeat_rule:
+            zone = get_timezone(app_settings.SCHEDULE_TIMEZONE)
+            run_at = next_calendar_repetition(
+                scheduled, self.repeat_rule, now, self.repeat_until, zone
+            )
+        else:
+            run_at = next_repetition(scheduled, self.repeat, now, self.repeat_until)
         if run_at is None:
             return None
         return Task(**self.definition(), run_at=run_at, scheduled_at=run_at, enqueued_at=now)

@@ -6,8 +6,9 @@ caller passes in, so tests step time instead of patching the clock.
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django.utils import timezone
@@ -152,12 +153,72 @@ def repeat_seconds(value: Any) -> int:
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(
-            f"repeat must be a number of seconds or a timedelta, not {type(value).__name__} "
+            f"repeat must be a number of seconds, a timedelta or a relativedelta, not "
+            f"{type(value).__name__} "
             f"{value!r}."
         )
     if value < 0 or not math.isfinite(value):
         raise ValueError(f"repeat must be a number of seconds >= 0, not {value!r}.")
     return int(value)
+
+
+RELATIVE_FIELDS = ("years", "months", "days", "hours", "minutes", "seconds")
+MAX_REPEAT_STEPS = 100_000  # calendar steps examined to find the next repetition
+
+
+def repeat_fields(value: Any) -> tuple[int, str | None]:
+    """Normalise ``repeat=`` to the stored ``(repeat, repeat_rule)``.
+
+    Seconds or a timedelta give whole seconds and no rule. A
+    ``dateutil.relativedelta`` with relative fields only (``months=1``,
+    ``years=1, days=-1``) gives a calendar rule, stored as JSON; ``repeat``
+    then holds its length from 2000-01-01, so 1.2.8 code still sees a
+    repeating task.
+    """
+    from dateutil.relativedelta import relativedelta
+
+    if not isinstance(value, relativedelta):
+        return repeat_seconds(value), None
+    absolute = [
+        name
+        for name in ("year", "month", "day", "weekday", "hour", "minute", "second", "microsecond")
+        if getattr(value, name) is not None
+    ]
+    if absolute or value.leapdays or value.microseconds:
+        raise ValueError(
+            f"repeat={value!r}: only relative fields ({', '.join(RELATIVE_FIELDS)}) can repeat; "
+            f"{', '.join(absolute) or 'leapdays/microseconds'} cannot."
+        )
+    rule = {name: getattr(value, name) for name in RELATIVE_FIELDS if getattr(value, name)}
+    reference = datetime(2000, 1, 1)
+    length = ((reference + value) - reference).total_seconds()
+    if length <= 0:
+        raise ValueError(f"repeat={value!r} must move forward in time.")
+    return int(length), json.dumps(rule, sort_keys=True)
+
+
+def next_calendar_repetition(
+    scheduled: datetime, rule: str, now: datetime, until: datetime | None, zone: tzinfo
+) -> datetime | None:
+    """Like :func:`next_repetition` for a calendar rule: ``scheduled + k * rule``
+    counted in wall-clock time of ``zone`` (so a monthly 09:00 stays 09:00
+    across daylight saving, and the 31st becomes the last day of shorter
+    months without drifting)."""
+    from dateutil.relativedelta import relativedelta
+
+    from background_task.recurrence import to_timeline, to_wall_clock
+
+    step = relativedelta(**json.loads(rule))
+    naive = timezone.is_naive(scheduled)
+    local = scheduled if naive else to_wall_clock(scheduled, zone)
+    for k in range(1, MAX_REPEAT_STEPS):
+        shifted = local + step * k
+        candidate = shifted if naive else to_timeline(shifted, zone)
+        if candidate >= now:
+            if until is not None and candidate > until:
+                return None
+            return candidate
+    return None
 
 
 def next_repetition(

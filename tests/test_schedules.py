@@ -99,3 +99,37 @@ def test_next_repetition_respects_until_and_never():
     assert next_repetition(start, 3600, start, start + timedelta(minutes=30)) is None
     until = start + timedelta(hours=1)
     assert next_repetition(start, 3600, start, until) == until
+
+
+def test_a_relativedelta_repeat_is_a_calendar_rule():
+    import json
+
+    from dateutil.relativedelta import relativedelta
+
+    from background_task.schedules import repeat_fields
+
+    seconds, rule = repeat_fields(relativedelta(months=1))
+    assert json.loads(rule) == {"months": 1} and seconds == 31 * 86400
+    assert repeat_fields(relativedelta(weeks=2))[1] == '{"days": 14}'
+    assert repeat_fields(3600) == (3600, None)
+    with pytest.raises(ValueError, match="only relative fields"):
+        repeat_fields(relativedelta(day=31))
+    with pytest.raises(ValueError, match="must move forward"):
+        repeat_fields(relativedelta(months=-1))
+
+
+def test_monthly_repeats_keep_the_day_and_the_wall_clock_time():
+    from background_task.schedules import next_calendar_repetition
+
+    berlin = ZoneInfo("Europe/Berlin")
+    scheduled = datetime(2026, 1, 31, 9, 0, tzinfo=berlin)  # 09:00 CET
+    months = '{"months": 1}'
+    feb = next_calendar_repetition(scheduled, months, scheduled, None, berlin)
+    assert feb.astimezone(berlin).replace(tzinfo=None) == datetime(2026, 2, 28, 9, 0)
+    # Counted from the first run, not from February: the 31st comes back.
+    mar = next_calendar_repetition(scheduled, months, feb + timedelta(seconds=1), None, berlin)
+    assert mar.astimezone(berlin).replace(tzinfo=None) == datetime(2026, 3, 31, 9, 0)  # CEST
+    # Missed months are skipped, and repeat_until is never passed.
+    late = datetime(2026, 6, 15, tzinfo=UTC)
+    assert next_calendar_repetition(scheduled, months, late, None, berlin).month == 6
+    assert next_calendar_repetition(scheduled, months, late, late, berlin) is None

@@ -142,6 +142,18 @@ def test_repeat_chain_keeps_phase_and_survives_final_failure(clock):
     assert Task.objects.get().run_at == failing.run_at + timedelta(hours=1)
 
 
+def test_a_calendar_repeat_runs_again_a_month_later(clock):
+    from dateutil.relativedelta import relativedelta
+    from django.utils import timezone
+
+    first = fixtures.noop(schedule=0, repeat=relativedelta(months=1))
+    make_worker(clock).step()
+    successor = Task.objects.get()
+    assert successor.repeat_rule == '{"months": 1}'
+    local = timezone.localtime(first.run_at)
+    assert timezone.localtime(successor.run_at) == local + relativedelta(months=1)
+
+
 def test_repeat_until_is_never_passed(clock):
     fixtures.noop(schedule=0, repeat=Task.HOURLY, repeat_until=clock.now + timedelta(minutes=30))
     make_worker(clock).step()
