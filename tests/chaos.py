@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -156,6 +156,19 @@ class Chaos:
             for output in self.outputs
             for match in re.finditer(r"Worker [^\s:]+:(\d+):\w+ was lost", output)
         }
+
+    @contextlib.contextmanager
+    def explained(self, seed: int) -> Iterator[None]:
+        """Run the final checks, then check that no live worker was presumed
+        lost; a failure carries the seed and what the workers logged."""
+        try:
+            yield
+            alive = self.presumed_lost() - set(self.killed_at)
+            assert not alive, f"live workers {alive} were presumed lost"
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nseed {seed}; the workers logged:\n{self.warnings()}"
+            ) from exc
 
     def warnings(self) -> str:
         """What the workers logged about lost workers and recoveries."""

@@ -23,7 +23,7 @@ from tests.scratch_servers import SERVERS, ScratchServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TOTAL = int(os.environ.get("BGTASK_CHAOS_TASKS", "1500"))
+TOTAL = int(os.environ.get("BGTASK_CHAOS_TASKS", "2000"))
 CHAOS_ENV = {
     "DJANGO_SETTINGS_MODULE": "tests.logging_settings",
     "BGTASK_LOG_LEVEL": "WARNING",
@@ -42,14 +42,8 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, t
     chaos.start_group()
     drive(chaos, TOTAL, timeout=240)
     chaos.stop()
-    try:
+    with chaos.explained(seed):
         figures = check(TOTAL, chaos.killed_at)
-        alive = chaos.presumed_lost() - set(chaos.killed_at)
-        assert not alive, f"live workers {alive} were presumed lost"
-    except AssertionError as exc:
-        raise AssertionError(
-            f"{exc}\nseed {seed}; the workers logged:\n{chaos.warnings()}"
-        ) from exc
     print(
         f"\nchaos (seed {seed}): tasks={figures['tasks']} kills={chaos.kills} "
         f"re-executions={figures['re-executions']} overlaps={figures['overlaps']} "
@@ -129,7 +123,7 @@ def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(
         "killed_at": {str(pid): at.isoformat() for pid, at in chaos.killed_at.items()},
         "outages": [(down.isoformat(), up.isoformat()) for down, up in outages],
     }
-    try:
+    with chaos.explained(seed):
         figures = json.loads(
             remote(
                 scratch_server,
@@ -139,12 +133,6 @@ def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(
                 stdin=json.dumps(state),
             )
         )
-        alive = chaos.presumed_lost() - set(chaos.killed_at)
-        assert not alive, f"live workers {alive} were presumed lost"
-    except AssertionError as exc:
-        raise AssertionError(
-            f"{exc}\nseed {seed}; the workers logged:\n{chaos.warnings()}"
-        ) from exc
     print(
         f"\nchaos with a {scratch_server.backend} restart (seed {seed}): "
         f"tasks={figures['tasks']} kills={chaos.kills} restarts={len(outages)} "
