@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from background_task.exceptions import Retry, TaskCancelled
 from background_task.status import CANCELLED, DONE, ERROR, RUNNING, WAITING
 
 __version__ = "0.1.0"
@@ -18,10 +19,16 @@ __all__ = [
     "ERROR",
     "RUNNING",
     "WAITING",
+    "Retry",
+    "TaskCancelled",
     "__version__",
     "background",
     "call",
     "cron_task",
+    "current_task",
+    "delayed_task",
+    "enqueue",
+    "get_result",
     "periodic_task",
 ]
 
@@ -35,6 +42,42 @@ def background(*args: Any, **kwargs: Any) -> Any:
     from background_task.registry import tasks
 
     return tasks.background(*args, **kwargs)
+
+
+def delayed_task(*args: Any, **kwargs: Any) -> Any:
+    """autotask's spelling of ``background``: ``@delayed_task(delay=0, retries=0, ttl=300)``."""
+    from background_task.registry import tasks
+
+    return tasks.delayed_task(*args, **kwargs)
+
+
+def enqueue(task_name: str, *args: Any, **kwargs: Any) -> Any:
+    """Queue a call of a task by its name: ``enqueue("app.tasks.send_report", 42, queue="low")``.
+
+    Raises TaskNotRegistered for a name no installed app's ``tasks`` module defines.
+    """
+    from background_task.registry import tasks
+
+    return tasks.enqueue(task_name, *args, **kwargs)
+
+
+def get_result(task_id: str) -> Any:
+    """The task with this id, pending, running or finished (a handle: ``status``,
+    ``ready``, ``result``, ``error``, ``wait()``, ``cancel()``, ``retry()``).
+
+    Raises TaskNotFound when there is none.
+    """
+    from background_task.control import get_result as find
+
+    return find(task_id)
+
+
+def current_task() -> Any:
+    """Inside a running task: its ``task_id``, ``attempt`` and ``cancel_requested``;
+    None elsewhere."""
+    from background_task.control import current_task as current
+
+    return current()
 
 
 def periodic_task(*args: Any, **kwargs: Any) -> Any:
@@ -60,7 +103,7 @@ def cron_task(*args: Any, **kwargs: Any) -> Any:
 
 def call(*args: Any, **kwargs: Any) -> Any:
     """Capture one call's arguments for ``task.bulk(...)``."""
-    from background_task.enqueue import call as make_call
+    from background_task.rows import call as make_call
 
     return make_call(*args, **kwargs)
 

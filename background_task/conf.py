@@ -54,6 +54,10 @@ def _worker_lost_policy(value: Any) -> bool:
     return value in WORKER_LOST_POLICIES
 
 
+def _optional_ttl(value: Any) -> bool:
+    return value is None or (_non_negative_number(value) and math.isfinite(value))
+
+
 def _schedule_setting(value: Any) -> bool:
     return isinstance(value, dict)  # each entry is checked by check id E012
 
@@ -178,6 +182,14 @@ SPECS: dict[str, SettingSpec] = {
         "'retry' or 'fail' (what becomes of a task whose worker died)",
         "background_task.E010",
     ),
+    "RESULT_TTL": SettingSpec(
+        ("BACKGROUND_TASK_RESULT_TTL",),
+        None,
+        _optional_ttl,
+        "None (keep finished tasks forever) or a number of seconds >= 0 "
+        "(how long a finished task and its result are kept)",
+        "background_task.E014",
+    ),
     "SCHEDULE": SettingSpec(
         ("BACKGROUND_TASK_SCHEDULE",),
         dict,
@@ -255,6 +267,13 @@ class AppSettings:
     def ON_WORKER_LOST(self) -> str:
         """``"retry"`` (default) or ``"fail"``, for tasks that do not choose."""
         return str(SPECS["ON_WORKER_LOST"].value())
+
+    @property
+    def RESULT_TTL(self) -> int | None:
+        """Seconds a finished task (and its result) is kept unless the task sets
+        ``ttl``; None (default): forever, as in 1.2.8."""
+        value = SPECS["RESULT_TTL"].value()
+        return None if value is None else int(value)
 
     @property
     def SCHEDULE(self) -> dict[str, Any]:

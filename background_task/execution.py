@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from background_task import signals, status
 from background_task.conf import FAIL, app_settings
-from background_task.exceptions import BackgroundTaskError, InvalidTaskError
+from background_task.control import CurrentTask, reset_current, set_current
+from background_task.exceptions import BackgroundTaskError, InvalidTaskError, Retry, TaskCancelled
 from background_task.models import CompletedTask, Task, TaskQuerySet
 from background_task.registry import Tasks
 from background_task.retry import DEFAULT_POLICY, RetryPolicy
@@ -80,16 +81,33 @@ def exception_path(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def encode_result(value: Any) -> str | None:
-    """Store a JSON-serializable return value; anything else is logged and dropped."""
+class ResultNotSerializable(InvalidTaskError):
+    """A task whose result is kept returned something JSON cannot hold."""
+
+
+def encode_result(value: Any, task: Task | None = None, *, strict: bool = False) -> str | None:
+    """The JSON text of a return value.
+
+    Something JSON cannot hold fails the attempt for good when ``strict``
+    (the task keeps its results: ``ttl`` was given); otherwise, as
+    django-background-tasks 1.2.8 ignored return values, it is logged and
+    not stored.
+    """
     if value is None:
         return None
     try:
         return json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
+        name = task.task_name if task is not None else "the task"
+        if strict:
+            raise ResultNotSerializable(
+                f"{name} returned a {type(value).__name__}, which JSON cannot store ({exc}); "
+                f"return JSON data (str, int, float, bool, None, lists, dicts) or None."
+            ) from None
         logger.warning(
-            "Return value of type %s is not JSON serializable and was not stored.",
+            "Return value of type %s of %s is not JSON serializable and was not stored.",
             type(value).__name__,
+            name,
         )
         return None
 
@@ -170,17 +188,20 @@ class TaskExecutor:
             if self.slots is not None:
                 self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
             self.in_task_code = True
+            current = set_current(CurrentTask(task, self.using))
             try:
                 value = function(*args, **kwargs)
             finally:
+                reset_current(current)
                 self.in_task_code = False
                 if self.slots is not None:
                     self.slots.lift_deadline()
+            encoded = encode_result(value, task, strict=self.wants_result(task))
             if defer_success and self.can_defer_successes():
-                self.pending.append((task, encode_result(value), self.clock()))
+                self.pending.append((task, encoded, self.clock()))
                 result = "done"
             else:
-                result = self.persist(partial(self.record_success, task, encode_result(value)))
+                result = self.persist(partial(self.record_success, task, encoded))
         except WorkerStopped as stopped:
             self.persist(partial(self.record_failure, task, stopped))
             raise
@@ -194,6 +215,11 @@ class TaskExecutor:
         log = logger.warning if result in ("failed", "lost") else logger.info
         log("Task %s (%s) %s in %.3fs", task.task_id, task.task_name, result, duration)
         return Outcome(task, result, duration)
+
+    @staticmethod
+    def wants_result(task: Task) -> bool:
+        """True when the task keeps its return value (it set ``ttl``)."""
+        return task.result_ttl is not None
 
     @staticmethod
     def time_limit(task: Task) -> float | None:
@@ -260,7 +286,7 @@ class TaskExecutor:
                     raise _SomeClaimLost
             CompletedTask.objects.using(self.using).bulk_create(
                 [
-                    self._completed(task, finished, status=status.DONE, result=result)
+                    self._completed(task, finished, status=status.DONE, result_json=result)
                     for task, result, finished in pending
                 ]
             )
@@ -299,10 +325,7 @@ class TaskExecutor:
         """The history row of a finished attempt by this worker."""
         values.setdefault("worker_ids", [*(task.worker_ids or []), self.worker_id])
         return task.completed_task(
-            now,
-            attempts=task.attempts + 1,
-            expires_at=now + timedelta(seconds=task.result_ttl) if task.result_ttl else None,
-            **values,
+            now, attempts=task.attempts + 1, expires_at=task.expiry(now), **values
         )
 
     def _delete_claimed(self, task: Task) -> None:
@@ -327,7 +350,9 @@ class TaskExecutor:
     def record_success(
         self, task: Task, result: str | None, finished: datetime | None = None
     ) -> str:
-        completed = self._finish(task, finished or self.clock(), status=status.DONE, result=result)
+        completed = self._finish(
+            task, finished or self.clock(), status=status.DONE, result_json=result
+        )
         legacy_logger.info("Ran task and deleting %s", task)
         send_robust(signals.task_successful, Task, task_id=task.pk, completed_task=completed)
         return "done"
@@ -368,6 +393,8 @@ class TaskExecutor:
             "message": str(exc)[:MAX_ERROR_MESSAGE],
             "traceback": trace,
         }
+        if isinstance(exc, TaskCancelled) or self._cancel_requested(task):
+            return self._record_cancelled(task, now, trace, worker_id)
         legacy_logger.error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
         send_robust(signals.task_error, type(exc), task=task)
         errors = [*(task.errors or []), error]
@@ -377,6 +404,8 @@ class TaskExecutor:
             if permanent
             else self.retry_policy.next_run(attempts, task.effective_max_attempts(), now)
         )
+        if next_run is not None and isinstance(exc, Retry) and exc.delay is not None:
+            next_run = now + timedelta(seconds=exc.delay)
         if next_run is None:
             completed = self._finish(
                 task,
@@ -413,6 +442,30 @@ class TaskExecutor:
         )
         send_robust(signals.task_rescheduled, Task, task=task)
         return "retry"
+
+    def _cancel_requested(self, task: Task) -> bool:
+        requested: bool = (
+            Task.objects.using(self.using).filter(pk=task.pk, cancel_requested=True).exists()
+        )
+        return requested
+
+    def _record_cancelled(
+        self, task: Task, now: datetime, trace: str, worker_id: str | None = None
+    ) -> str:
+        """End a run that stopped because it was cancelled: history, no retry."""
+        self._finish(
+            task,
+            now,
+            status=status.CANCELLED,
+            last_error=trace,
+            worker_ids=[*(task.worker_ids or []), worker_id or self.worker_id],
+        )
+        logger.info("Task %s (%s) stopped: it was cancelled.", task.task_id, task.task_name)
+        return "cancelled"
+
+    def record_cancelled(self, task: Task, reason: str) -> str:
+        """Record a run cut short by ``cancel(force=True)`` (its process was killed)."""
+        return self._record_cancelled(task, self.clock(), reason, task.locked_by)
 
     def release(self, task: Task) -> bool:
         """Put a claimed task that never started back in the queue at once."""

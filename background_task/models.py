@@ -9,9 +9,11 @@ attempt and per-task limits.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -108,7 +110,8 @@ class BaseTask(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)  # first attempt
     last_attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    result = models.TextField(null=True, blank=True)  # JSON text of the return value
+    # JSON text of the return value; ``result`` decodes it.
+    result_json = models.TextField(db_column="result", null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)  # one record per failed attempt
     worker_ids = models.JSONField(default=list, blank=True)  # one entry per attempt
     max_attempts = models.PositiveIntegerField(null=True, blank=True)  # None: the setting
@@ -181,6 +184,86 @@ class BaseTask(models.Model):
             "on_worker_lost": self.on_worker_lost,
             "repeat_rule": self.repeat_rule,
         }
+
+    # -- the task as a handle ----------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once the task has finished: done, failed for good or cancelled."""
+        return self.status in status.FINISHED
+
+    @property
+    def result(self) -> Any:
+        """The return value of a successful run (None before, or if it returned None)."""
+        if self.result_json is None:
+            return None
+        return json.loads(self.result_json)
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """The last failed attempt: ``exception_class_path``, ``message``,
+        ``traceback``, ``attempt``, ``at``, ``worker_id``; None if none failed."""
+        errors = self.errors or []
+        return errors[-1] if errors else None
+
+    def refresh(self) -> BaseTask:
+        """Reload the task's state, wherever its row is now (queued, running or
+        in the history); returns it. Raises TaskNotFound once its row is gone
+        (pruned)."""
+        found = find_task(self.task_id, using=self._state.db)
+        for field in BaseTask._meta.concrete_fields:
+            if not field.primary_key:
+                setattr(self, field.attname, getattr(found, field.attname))
+        self.status = found.status
+        if isinstance(found, CompletedTask):
+            self.expires_at = found.expires_at
+        return self
+
+    def wait(
+        self, timeout: float | None = None, until: str = "finished", interval: float = 0.1
+    ) -> BaseTask:
+        """Block until the task has finished (or, with ``until="started"``, until
+        it has started or finished); returns it, refreshed.
+
+        Raises TimeoutError after ``timeout`` seconds. Polls the database
+        every ``interval`` seconds.
+        """
+        if until not in ("finished", "started"):
+            raise ValueError(f"until must be 'finished' or 'started', not {until!r}.")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if self.ready or (until == "started" and self.status == status.RUNNING):
+                return self
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Task {self.task_id} ({self.task_name}) is still {self.status} "
+                    f"after {timeout:g}s."
+                )
+            time.sleep(
+                interval
+                if deadline is None
+                else min(interval, max(0.0, deadline - time.monotonic()))
+            )
+
+    def cancel(self, force: bool = False) -> bool:
+        """Cancel the task; True if it was waiting and will never run, or is
+        running and was asked to stop. See :func:`background_task.control.cancel`."""
+        from background_task.control import cancel
+
+        return cancel(self, force=force)
+
+    def retry(self) -> BaseTask:
+        """Queue a failed or cancelled task again under the same task id."""
+        from background_task.control import retry
+
+        return retry(self)
+
+    def expiry(self, finished: datetime) -> datetime | None:
+        """When the history row of a run finished at ``finished`` is pruned:
+        after the task's ``ttl``, else BACKGROUND_TASK_RESULT_TTL; None: never."""
+        ttl = self.result_ttl if self.result_ttl is not None else app_settings.RESULT_TTL
+        return None if ttl is None else finished + timedelta(seconds=ttl)
 
     def worker_lost_policy(self) -> str:
         """``"retry"`` or ``"fail"``: the task's choice, else the setting."""
@@ -259,6 +342,12 @@ class TaskQuerySet(models.QuerySet["Task"]):
 class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[misc]
     """``Task.objects``: 1.2.8's manager methods on top of the named states."""
 
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a call of a task by name (see ``background_task.enqueue``)."""
+        from background_task.registry import tasks
+
+        return tasks.enqueue(task_name, *args, **kwargs)
+
     def unlocked(self, now: datetime) -> TaskQuerySet:
         """Rows nobody holds: never locked, or locked longer ago than MAX_RUN_TIME."""
         expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
@@ -297,7 +386,7 @@ class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[m
     ) -> Task:
         """Build an unsaved Task; with ``remove_existing_tasks`` first delete the
         waiting tasks of the same name, arguments and queue."""
-        from background_task.enqueue import build_task
+        from background_task.rows import build_task
 
         args = [] if args is None else args
         task = build_task(
@@ -338,6 +427,7 @@ class Task(BaseTask):
 
     claim_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
     cancel_requested = models.BooleanField(default=False)
+    cancel_force = models.BooleanField(default=False)  # kill the process running it
     unique_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     creator_content_type = models.ForeignKey(
         ContentType,
@@ -496,6 +586,23 @@ class CompletedTask(BaseTask):
             CompletedTask.objects.using(self._state.db).filter(pk=self.pk).delete()
             task.save(using=self._state.db, force_insert=True)
         return task
+
+
+def find_task(task_id: str, using: str | None = None) -> Task | CompletedTask:
+    """The task with this public id, queued, running or finished.
+
+    Raises :class:`~background_task.exceptions.TaskNotFound` when there is
+    none (never queued, or its history row was pruned).
+    """
+    from background_task.exceptions import TaskNotFound
+
+    found: Task | CompletedTask | None = (
+        Task.objects.using(using).filter(task_id=task_id).first()
+        or CompletedTask.objects.using(using).filter(task_id=task_id).first()
+    )
+    if found is None:
+        raise TaskNotFound(f"No task with id {task_id!r} is queued, running or in the history.")
+    return found
 
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):

@@ -23,6 +23,8 @@ CONTROL_KWARGS = (
     "remove_existing_tasks",
     "timeout",
     "on_worker_lost",
+    "ttl",
+    "save_results",
 )
 
 TASK_NAME_MAX_LENGTH = 190  # characters; mirrors the models, which cannot be imported here
@@ -49,6 +51,7 @@ def validate_options(
     timeout: float | None = None,
     verbose_name: str | None = None,
     on_worker_lost: str | None = None,
+    ttl: Any = None,
 ) -> None:
     """Raise TypeError or ValueError for a task option the database cannot hold."""
     _check_length("Task name", name, TASK_NAME_MAX_LENGTH)
@@ -65,11 +68,33 @@ def validate_options(
         or timeout <= 0
     ):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+    if ttl is not None and ttl_seconds(ttl) is None:
+        raise ValueError(f"ttl must be a number of seconds >= 0 or a timedelta, not {ttl!r}.")
     if on_worker_lost is not None and on_worker_lost not in ("retry", "fail"):
         raise ValueError(
             f"on_worker_lost must be 'retry' (run it again) or 'fail' (never run it twice), "
             f"not {on_worker_lost!r}."
         )
+
+
+def ttl_seconds(value: Any) -> int | None:
+    """Whole seconds of a ``ttl`` (a number >= 0 or a timedelta); None if invalid."""
+    from datetime import timedelta
+
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
+
+
+def pick_ttl(ttl: Any, save_results: Any) -> Any:
+    """``ttl`` (autotask) or ``save_results`` (rpqueue): one name for one option."""
+    if ttl is not None and save_results is not None:
+        raise TypeError("Give ttl or save_results (the same option), not both.")
+    return ttl if ttl is not None else save_results
 
 
 class TaskProxy:
@@ -88,6 +113,7 @@ class TaskProxy:
         timeout: float | None = None,
         verbose_name: str | None = None,
         on_worker_lost: str | None = None,
+        ttl: Any = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -100,6 +126,8 @@ class TaskProxy:
         self.timeout = timeout
         self.verbose_name = verbose_name
         self.on_worker_lost = on_worker_lost
+        #: Seconds a finished run's row (and result) is kept; None: the setting.
+        self.ttl = None if ttl is None else ttl_seconds(ttl)
         if runner is None:
             from background_task.runner import DBTaskRunner
 
@@ -115,10 +143,14 @@ class TaskProxy:
 
         The control keywords (``schedule``, ``priority``, ``queue``,
         ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
-        ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``) are taken
+        ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``, ``ttl`` or
+        ``save_results``) are taken
         out before the arguments are stored.
         """
         controls = {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs}
+        ttl = pick_ttl(controls.get("ttl"), controls.get("save_results"))
+        if ttl is not None:
+            validate_options(ttl=ttl)
         schedule = TaskSchedule.create(controls.get("schedule")).merge(self.schedule)
         priority = controls.get("priority")
         return self.runner.schedule(  # type: ignore[no-any-return]
@@ -137,6 +169,7 @@ class TaskProxy:
             max_attempts=self.max_attempts,
             timeout=controls.get("timeout", self.timeout),
             on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
+            result_ttl=self.ttl if ttl is None else ttl_seconds(ttl),
         )
 
     def bulk(
@@ -159,7 +192,7 @@ class TaskProxy:
         row, over the decorator's defaults. Nothing is stored if any item is
         invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
         """
-        from background_task.enqueue import bulk_schedule
+        from background_task.rows import bulk_schedule
         from background_task.runner import DBTaskRunner
         from background_task.signals import task_created
 
@@ -180,6 +213,7 @@ class TaskProxy:
             max_attempts=self.max_attempts,
             timeout=self.timeout,
             on_worker_lost=self.on_worker_lost,
+            result_ttl=self.ttl,
         )
         if task_created.has_listeners(DBTaskRunner):
             for row in rows:

@@ -6,6 +6,7 @@ decorated function in it by name. The worker only runs names found here.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
@@ -21,7 +22,7 @@ from background_task.periodic import (
     crontab_of,
     define,
 )
-from background_task.proxy import TaskProxy, validate_options
+from background_task.proxy import TaskProxy, pick_ttl, validate_options
 from background_task.recurrence import RecurrenceError
 from background_task.schedules import TaskSchedule
 
@@ -57,6 +58,8 @@ class Tasks:
         timeout: float | None = None,
         verbose_name: str | None = None,
         on_worker_lost: str | None = None,
+        ttl: Any = None,
+        save_results: Any = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -71,6 +74,8 @@ class Tasks:
         timeout: float | None = None,
         verbose_name: str | None = None,
         on_worker_lost: str | None = None,
+        ttl: Any = None,
+        save_results: Any = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -79,7 +84,11 @@ class Tasks:
         the default queue. ``priority``, ``max_attempts``, ``timeout`` (seconds,
         a hard limit: the process running an overrunning task is killed),
         ``verbose_name`` and ``on_worker_lost`` (``"retry"`` or ``"fail"``:
-        what becomes of a run whose worker died) set per-task defaults.
+        what becomes of a run whose worker died) set per-task defaults;
+        ``ttl`` (or rpqueue's name ``save_results``) keeps each finished run,
+        with its return value, that many seconds (default
+        BACKGROUND_TASK_RESULT_TTL), and makes a return value that JSON
+        cannot store fail the run.
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -87,6 +96,7 @@ class Tasks:
         task_schedule = TaskSchedule.create(schedule)
         if priority is not None:
             task_schedule = TaskSchedule(priority=priority).merge(task_schedule)
+        ttl = pick_ttl(ttl, save_results)
         validate_options(
             name=name,
             queue=queue,
@@ -94,6 +104,7 @@ class Tasks:
             timeout=timeout,
             verbose_name=verbose_name,
             on_worker_lost=on_worker_lost,
+            ttl=ttl,
         )
 
         def decorator(fn: F) -> TaskProxy:
@@ -109,10 +120,22 @@ class Tasks:
                 timeout=timeout,
                 verbose_name=verbose_name,
                 on_worker_lost=on_worker_lost,
+                ttl=ttl,
             )
             self.register(proxy)
             return proxy
 
+        return decorator
+
+    def delayed_task(
+        self, delay: float = 0, retries: int = 0, ttl: Any = 300, **options: Any
+    ) -> Callable[[F], TaskProxy]:
+        """autotask's spelling of :meth:`background`: runs ``delay`` seconds after
+        each call, with ``retries`` more attempts after the first failure, and
+        keeps the result ``ttl`` seconds."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an integer >= 0, not {retries!r}.")
+        decorator = self.background(schedule=delay, max_attempts=retries + 1, ttl=ttl, **options)
         return decorator
 
     def periodic_task(
@@ -247,10 +270,24 @@ class Tasks:
         try:
             return self._tasks[name]
         except KeyError:
+            close = difflib.get_close_matches(name, self._tasks, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise TaskNotRegistered(
                 f"No task named {name!r} is registered in this process. Define it with "
-                f"@background in an installed app's tasks.py module."
+                f"@background in an installed app's tasks.py module.{hint}"
             ) from None
+
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a call of the task named ``task_name``, as calling it would.
+
+        The caller need not import the task's module: the installed apps'
+        ``tasks`` modules are discovered first if they were not yet. The
+        call's keywords (``schedule``, ``queue``, ``priority``, ...) work as
+        for a direct call. An unknown name raises TaskNotRegistered.
+        """
+        if task_name not in self._tasks and self is tasks:
+            autodiscover()
+        return self.get(task_name)(*args, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._tasks)

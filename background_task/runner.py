@@ -18,9 +18,9 @@ class DBTaskRunner:
     """Stores task rows for calls of task proxies (1.2.8 API)."""
 
     def schedule(self, task_name: str, args: Any, kwargs: Any, **options: Any) -> Task | None:
-        """Store one call (see :func:`background_task.enqueue.schedule_task`) and
+        """Store one call (see :func:`background_task.rows.schedule_task`) and
         send ``task_created`` for a new row."""
-        from background_task.enqueue import schedule_task
+        from background_task.rows import schedule_task
 
         task = schedule_task(task_name, args, kwargs, **options)
         if task is not None:

@@ -20,11 +20,11 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Min
 
 from background_task.conf import app_settings
-from background_task.enqueue import build_task
 from background_task.models import Schedule, ScheduleFire, Task
 from background_task.periodic import ScheduleDefinition, from_setting, make_recurrence
 from background_task.recurrence import Recurrence
 from background_task.registry import Tasks
+from background_task.rows import build_task
 from background_task.serialization import loads_params
 
 logger = logging.getLogger("background_task.scheduler")

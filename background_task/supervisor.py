@@ -47,6 +47,7 @@ from background_task.worker import STOP_SIGNALS
 logger = logging.getLogger("background_task.supervisor")
 
 POLL_INTERVAL = 0.1  # seconds between checks on the children (and their time limits)
+CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for tasks cancelled with force
 QUICK_DEATH = 5.0  # seconds; a child dying sooner, before any task, is crash-looping
 MAX_RESTART_DELAY = 30.0  # seconds
 
@@ -68,7 +69,13 @@ class Child:
     slots: TaskSlots
     started: float  # monotonic seconds
     timed_out: RunningTask | None = None
+    cancelled: RunningTask | None = None  # killed by cancel(force=True)
     signalled: int = 0  # stop signals passed on to it
+
+    @property
+    def killed_for_a_task(self) -> bool:
+        """Killed by the supervisor because of one task (not the process's fault)."""
+        return self.timed_out is not None or self.cancelled is not None
 
 
 @dataclass
@@ -80,6 +87,7 @@ class DeadChild:
     exit_code: int | None
     running: set[int] = field(default_factory=set)
     timed_out: RunningTask | None = None
+    cancelled: RunningTask | None = None
 
 
 class Supervisor:
@@ -118,6 +126,7 @@ class Supervisor:
             using=using,
         )
         self._next_beat = 0.0
+        self._next_cancel_check = 0.0
 
     # -- signals and children ------------------------------------------------
 
@@ -164,6 +173,42 @@ class Supervisor:
         # Still blocked: the worker unblocks them once its handler is in place.
         self.target(context)
 
+    def _enforce_cancellations(self) -> None:
+        """Kill the process running a task cancelled with ``force=True``."""
+        running = {
+            task.pk: (slot, child, task)
+            for slot, child in self.children.items()
+            if child.process.pid and child.cancelled is None
+            for task in child.slots.running()
+        }
+        if not running:
+            return
+        try:
+            forced = list(
+                Task.objects.using(self.using)
+                .filter(pk__in=list(running), cancel_force=True)
+                .values_list("pk", flat=True)
+            )
+        except DatabaseError as exc:
+            logger.warning("Could not look for cancelled tasks (%s); will retry.", exc)
+            with contextlib.suppress(DatabaseError):
+                connections[self.using].close()
+            return
+        for pk in forced:
+            slot, child, task = running[pk]
+            if child.cancelled is not None or task not in child.slots.running():
+                continue  # killed already, or the task finished meanwhile
+            child.cancelled = task
+            logger.warning(
+                "Worker process %s (pid %s): task %s was cancelled with force; killing the "
+                "process.",
+                slot,
+                child.process.pid,
+                pk,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
     def _enforce_time_limit(self, slot: int, child: Child, now: float) -> None:
         overdue = child.slots.overdue(now)
         if overdue is None or child.timed_out is not None or not child.process.pid:
@@ -206,11 +251,11 @@ class Supervisor:
                 looping = self._crash_looping(child, now)  # before its slots are closed
                 self._child_died(child)
                 code = child.process.exitcode or 0
-                if child.timed_out is not None and not self.stopping:
+                if child.killed_for_a_task and not self.stopping:
                     restart_at[slot] = now  # a task's fault, not the process's
                     continue
                 if code == 0 or self.stopping:
-                    if code and child.timed_out is None:
+                    if code and not child.killed_for_a_task:
                         exit_code = code
                     continue
                 delay = self.delays.get(slot, 0.0)
@@ -233,6 +278,9 @@ class Supervisor:
                     self._start(slot)
             if now >= self._next_beat:
                 self._heartbeat(now)
+            if now >= self._next_cancel_check and not self.stopping:
+                self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
+                self._enforce_cancellations()
         self._unregister()
         return exit_code
 
@@ -275,6 +323,7 @@ class Supervisor:
                 child.process.exitcode,
                 {task.pk for task in child.slots.running()},
                 child.timed_out,
+                child.cancelled,
             )
         )
         child.slots.close()
@@ -303,7 +352,13 @@ class Supervisor:
         )
         for task in held:
             try:
-                if dead.timed_out is not None and task.pk == dead.timed_out.pk:
+                if dead.cancelled is not None and task.pk == dead.cancelled.pk:
+                    executor.record_cancelled(
+                        task,
+                        f"Cancelled with force=True: the worker process running it "
+                        f"(pid {dead.pid}) was killed.",
+                    )
+                elif dead.timed_out is not None and task.pk == dead.timed_out.pk:
                     limit = executor.time_limit(task)
                     described = f"its time limit of {limit:g}s" if limit else "its time limit"
                     logger.warning(
@@ -317,11 +372,12 @@ class Supervisor:
                         ),
                     )
                 elif task.pk in dead.running:
-                    cause = (
-                        "was killed because another of its tasks overran its time limit"
-                        if dead.timed_out is not None
-                        else f"died (exit code {dead.exit_code})"
-                    )
+                    if dead.timed_out is not None:
+                        cause = "was killed because another of its tasks overran its time limit"
+                    elif dead.cancelled is not None:
+                        cause = "was killed because another of its tasks was cancelled"
+                    else:
+                        cause = f"died (exit code {dead.exit_code})"
                     logger.warning(
                         "Task %s (%s): worker process %s %s while running it.",
                         task.task_id,

@@ -37,6 +37,7 @@ from background_task.execution import (
 )
 from background_task.liveness import Liveness, make_worker_id, recover_orphans
 from background_task.models import Task
+from background_task.pruning import prune_expired
 from background_task.registry import Tasks
 from background_task.registry import tasks as default_registry
 from background_task.slots import TaskSlots
@@ -482,6 +483,7 @@ class Worker:
         tasks = Task.objects.using(self.using)
         recover_orphans(self.executor, now, None)
         scheduler.prune_fires(now, self.using)
+        prune_expired(now, self.using)
         if not self.registry.names():
             return  # a worker that knows no task cannot judge which names are unknown
         stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)

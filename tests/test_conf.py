@@ -49,6 +49,7 @@ def test_ascending_ordering():
         ("BACKGROUND_TASK_DEFAULT_TIMEOUT", float("inf"), "background_task.E009", "None or"),
         ("BACKGROUND_TASK_ON_WORKER_LOST", "retry-twice", "background_task.E010", "'retry'"),
         ("BACKGROUND_TASK_SCHEDULE", ["0 * * * *"], "background_task.E012", "a dict of schedules"),
+        ("BACKGROUND_TASK_RESULT_TTL", -5, "background_task.E014", "seconds >= 0"),
         ("BACKGROUND_TASK_SCHEDULE_TIMEZONE", "Mars/Olympus", "background_task.E013", "IANA"),
     ],
 )
@@ -70,6 +71,7 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E010": "ON_WORKER_LOST",
             "E012": "SCHEDULE",
             "E013": "SCHEDULE_TIMEZONE",
+            "E014": "RESULT_TTL",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)

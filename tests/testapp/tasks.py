@@ -106,3 +106,44 @@ def chaos_step(key: str, millis: int) -> None:
     time.sleep(millis / 1000)
     execution.finished_at = timezone.now()
     execution.save(update_fields=["finished_at"])
+
+
+@background
+def until_cancelled(key: str = "", limit: float = 30.0) -> str:
+    """Work in small steps until asked to stop; stop by raising TaskCancelled."""
+    from background_task import TaskCancelled, current_task
+
+    _record("until_cancelled", key)
+    current = current_task()
+    assert current is not None
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if current.cancel_requested:
+            raise TaskCancelled("asked to stop")
+        time.sleep(0.05)
+    return "finished"
+
+
+@background(max_attempts=3)
+def asks_retry(delay: float | None = None) -> None:
+    """Ask for another attempt from inside."""
+    from background_task import Retry
+
+    raise Retry(delay=delay, reason="not ready yet")
+
+
+@background(ttl=60)
+def returns_object() -> object:
+    """A task that keeps its result but returns something JSON cannot hold."""
+    return object()
+
+
+@background
+def returns_object_legacy() -> object:
+    """The same, for a task that does not keep results (1.2.8 behaviour)."""
+    return object()
+
+
+@background(ttl=0)
+def short_lived(value: int) -> int:
+    return value

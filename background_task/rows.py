@@ -43,6 +43,7 @@ def build_task(
     max_attempts: int | None = None,
     timeout: float | None = None,
     on_worker_lost: str | None = None,
+    result_ttl: int | None = None,
 ) -> Task:
     """Validate one call and build its unsaved row; bad values raise TypeError/ValueError."""
     validate_options(
@@ -79,6 +80,7 @@ def build_task(
         max_attempts=max_attempts,
         timeout=timeout,
         on_worker_lost=on_worker_lost,
+        result_ttl=result_ttl,
         enqueued_at=now,
         **creator_fields(creator),
     )
@@ -101,6 +103,7 @@ def schedule_task(
     max_attempts: int | None = None,
     timeout: float | None = None,
     on_worker_lost: str | None = None,
+    result_ttl: int | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
@@ -123,6 +126,7 @@ def schedule_task(
         max_attempts=max_attempts,
         timeout=timeout,
         on_worker_lost=on_worker_lost,
+        result_ttl=result_ttl,
     )
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
         task.save(using=using, force_insert=True)
