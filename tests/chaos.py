@@ -171,13 +171,24 @@ class Chaos:
             ) from exc
 
     def warnings(self) -> str:
-        """What the workers logged about lost workers and recoveries."""
-        return "\n".join(
-            line
-            for output in self.outputs
-            for line in output.splitlines()
-            if "lost" in line or "presumed" in line or "Traceback" in line
-        )
+        """What the workers logged about lost, dead and restarted workers, with
+        every traceback in full, and where the complete logs are."""
+        keep = ("lost", "presumed", "died", "exited with", "killing", "Giving up", "stopping")
+        lines: list[str] = []
+        in_traceback = False
+        for output in self.outputs:
+            for line in output.splitlines():
+                if line.startswith("Traceback"):
+                    in_traceback = True
+                if in_traceback or any(word in line for word in keep):
+                    lines.append(line)
+                if in_traceback and line and not line[0].isspace() and ":" in line:
+                    in_traceback = not line.split(":", 1)[0].endswith(
+                        ("Error", "Exception", "Lost")
+                    )
+        if len(lines) > 400:
+            lines = [*lines[:200], "...", *lines[-200:]]
+        return "\n".join([*lines, f"(complete worker logs in {self.log_dir})"])
 
 
 def done(using: str = "default") -> int:

@@ -242,7 +242,7 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
             worker = Worker()
             worker.install_signal_handlers()  # unblocks: the pending SIGTERM is handled
             _report_mask(ready)
-            os._exit(0 if worker.stopping.is_set() else 3)
+            os._exit(0 if worker.stopping.wait(5) else 3)  # set by the relay thread
         except BaseException:
             os._exit(4)
     _, code = os.waitpid(pid, 0)
