@@ -9,6 +9,7 @@ validators at startup.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -56,6 +57,28 @@ def _worker_lost_policy(value: Any) -> bool:
 
 def _optional_ttl(value: Any) -> bool:
     return value is None or (_non_negative_number(value) and math.isfinite(value))
+
+
+@functools.lru_cache(maxsize=8)
+def import_serializer(path: str) -> Any:
+    """The object a BACKGROUND_TASK_SERIALIZER path names (cached)."""
+    from django.utils.module_loading import import_string
+
+    return import_string(path)
+
+
+def _serializer_path(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        serializer = import_serializer(value)
+    except ImportError:
+        return False
+    return callable(getattr(serializer, "dumps", None)) and callable(
+        getattr(serializer, "loads", None)
+    )
 
 
 def _schedule_setting(value: Any) -> bool:
@@ -190,6 +213,14 @@ SPECS: dict[str, SettingSpec] = {
         "(how long a finished task and its result are kept)",
         "background_task.E014",
     ),
+    "SERIALIZER": SettingSpec(
+        ("BACKGROUND_TASK_SERIALIZER",),
+        None,
+        _serializer_path,
+        "None or the dotted path of an object with dumps(args, kwargs) -> str and "
+        "loads(text) -> (args, kwargs)",
+        "background_task.E015",
+    ),
     "SCHEDULE": SettingSpec(
         ("BACKGROUND_TASK_SCHEDULE",),
         dict,
@@ -274,6 +305,12 @@ class AppSettings:
         ``ttl``; None (default): forever, as in 1.2.8."""
         value = SPECS["RESULT_TTL"].value()
         return None if value is None else int(value)
+
+    @property
+    def SERIALIZER(self) -> Any:
+        """The custom argument serializer, or None for the built-in one."""
+        path = SPECS["SERIALIZER"].value()
+        return None if path is None else import_serializer(path)
 
     @property
     def SCHEDULE(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ The tree::
 
     BackgroundTaskError                 base of everything raised here
     ├── InvalidTaskError                a task that must not be retried (1.2.8 name)
+    │   └── ArgumentGone                a model argument's row was deleted (a DoesNotExist)
     ├── TaskNotRegistered (LookupError) a task name no ``@background`` registered
     ├── TaskNotFound (LookupError)      no task with that task id (never queued, or pruned)
     ├── TaskDiscoveryError              a ``tasks`` module raised while being imported
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
+
 
 class BackgroundTaskError(Exception):
     """Base class of the errors of this package; keeps 1.2.8's ``errors`` attribute."""
@@ -30,6 +33,11 @@ class BackgroundTaskError(Exception):
 
 class InvalidTaskError(BackgroundTaskError):
     """Raised by a task to fail at once, without further attempts."""
+
+
+class ArgumentGone(InvalidTaskError, ObjectDoesNotExist):
+    """A model instance passed to a task was deleted before the task ran; the
+    run fails for good (it would fail the same way again)."""
 
 
 class TaskNotRegistered(BackgroundTaskError, LookupError):

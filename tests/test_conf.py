@@ -50,6 +50,7 @@ def test_ascending_ordering():
         ("BACKGROUND_TASK_ON_WORKER_LOST", "retry-twice", "background_task.E010", "'retry'"),
         ("BACKGROUND_TASK_SCHEDULE", ["0 * * * *"], "background_task.E012", "a dict of schedules"),
         ("BACKGROUND_TASK_RESULT_TTL", -5, "background_task.E014", "seconds >= 0"),
+        ("BACKGROUND_TASK_SERIALIZER", "no.such.Serializer", "background_task.E015", "dumps"),
         ("BACKGROUND_TASK_SCHEDULE_TIMEZONE", "Mars/Olympus", "background_task.E013", "IANA"),
     ],
 )
@@ -72,6 +73,7 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E012": "SCHEDULE",
             "E013": "SCHEDULE_TIMEZONE",
             "E014": "RESULT_TTL",
+            "E015": "SERIALIZER",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)

@@ -266,3 +266,23 @@ def test_the_status_constants_are_importable_from_the_package():
 
 def test_current_task_is_none_outside_a_task():
     assert background_task.current_task() is None
+
+
+def test_a_worker_passes_richer_arguments_and_fails_a_task_whose_model_row_is_gone(clock):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from tests.testapp.models import Execution as Row
+
+    row = Row.objects.create(task_name="x", key="kept", worker_pid=1, started_at=timezone.now())
+    task = fixtures.describe(row, timezone.now(), {Decimal("1.50"), Decimal("2")}, schedule=0)
+    run_all(clock)
+    assert task.refresh().result == ["kept", "datetime", ["1.50", "2"]]
+    gone = fixtures.describe(row, timezone.now(), set(), schedule=0)
+    row.delete()
+    run_all(clock)
+    gone.refresh()
+    assert gone.status == ERROR and gone.attempts == 1  # not retried
+    assert gone.error["exception_class_path"] == "background_task.exceptions.ArgumentGone"
+    assert "DoesNotExist" in gone.error["message"]

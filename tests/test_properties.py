@@ -83,7 +83,7 @@ def test_the_identity_of_a_call_ignores_keyword_order(kwargs):
 @given(
     st.lists(json_values, max_size=3),
     st.integers(min_value=0, max_value=3),
-    st.sampled_from([object(), {1, 2}, b"bytes", 1j]),
+    st.sampled_from([object(), 1j, lambda: None, ...]),
 )
 def test_an_unserializable_argument_is_named(args, index, bad):
     position = min(index, len(args))

@@ -147,3 +147,9 @@ def returns_object_legacy() -> object:
 @background(ttl=0)
 def short_lived(value: int) -> int:
     return value
+
+
+@background(ttl=60)
+def describe(execution: Execution, when: object, amounts: object) -> list[object]:
+    """Takes a model instance and richer values; returns what it got, as JSON."""
+    return [execution.key, type(when).__name__, sorted(str(a) for a in amounts)]
