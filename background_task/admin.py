@@ -72,7 +72,13 @@ class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "errors",
         "worker_ids",
     ]
-    exclude = ["task_params", "last_error", "creator_content_type", "creator_object_id"]
+    exclude = [
+        "task_params",
+        "last_error",
+        "result_json",
+        "creator_content_type",
+        "creator_object_id",
+    ]
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over a large table on every page
 

@@ -427,7 +427,7 @@ class Task(BaseTask):
 
     claim_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
     cancel_requested = models.BooleanField(default=False)
-    cancel_force = models.BooleanField(default=False)  # kill the process running it
+    cancel_force = models.BooleanField(default=False, db_default=False)  # kill its process
     unique_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     creator_content_type = models.ForeignKey(
         ContentType,

@@ -9,6 +9,7 @@ process, because Django binds one database configuration per process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -150,20 +151,29 @@ def main() -> int:
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
     db, name = os.environ.get("BENCH_DB", "sqlite"), os.environ.get("BENCH_DB_NAME", "bgtask_bench")
+    # Every run starts from a fresh database, migrated from scratch, so a
+    # schema left by an older checkout can never skew or break it.
     if db == "postgres":
         import psycopg
 
         with psycopg.connect(
             host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
         ) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     elif db == "mysql":
         import MySQLdb
 
         conn = MySQLdb.connect(host="127.0.0.1", user="root", passwd="")
-        conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         conn.close()
+    else:
+        import tempfile
+
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(tempfile.gettempdir(), f"{name}.sqlite3{suffix}"))
     import django
 
     django.setup()
@@ -446,7 +456,7 @@ def scenario_latency(size: int) -> float:
             while True:
                 row = (
                     CompletedTask.objects.filter(task_id=task.task_id)
-                    .values_list("result", flat=True)
+                    .values_list("result_json", flat=True)
                     .first()
                 )
                 if row is not None:
