@@ -61,7 +61,7 @@ def _optional_ttl(value: Any) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def import_serializer(path: str) -> Any:
-    """The object a BACKGROUND_TASK_SERIALIZER path names (cached)."""
+    """The object a dotted-path setting names (cached)."""
     from django.utils.module_loading import import_string
 
     return import_string(path)
@@ -79,6 +79,21 @@ def _serializer_path(value: Any) -> bool:
     return callable(getattr(serializer, "dumps", None)) and callable(
         getattr(serializer, "loads", None)
     )
+
+
+def _callable_path(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return callable(import_serializer(value))
+    except ImportError:
+        return False
+
+
+def staff_only(request: Any, task: Any = None) -> bool:
+    """The default status permission: active staff users."""
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
 
 
 def _schedule_setting(value: Any) -> bool:
@@ -221,6 +236,21 @@ SPECS: dict[str, SettingSpec] = {
         "loads(text) -> (args, kwargs)",
         "background_task.E015",
     ),
+    "STATUS_PERMISSION": SettingSpec(
+        ("BACKGROUND_TASK_STATUS_PERMISSION",),
+        "background_task.conf.staff_only",
+        _callable_path,
+        "the dotted path of a callable(request) -> bool (who may use the status endpoint)",
+        "background_task.E016",
+    ),
+    "STATUS_DETAILS_PERMISSION": SettingSpec(
+        ("BACKGROUND_TASK_STATUS_DETAILS_PERMISSION",),
+        "background_task.conf.staff_only",
+        _callable_path,
+        "the dotted path of a callable(request, task) -> bool (who may see a task's "
+        "arguments, result and traceback)",
+        "background_task.E017",
+    ),
     "SCHEDULE": SettingSpec(
         ("BACKGROUND_TASK_SCHEDULE",),
         dict,
@@ -311,6 +341,18 @@ class AppSettings:
         """The custom argument serializer, or None for the built-in one."""
         path = SPECS["SERIALIZER"].value()
         return None if path is None else import_serializer(path)
+
+    @property
+    def STATUS_PERMISSION(self) -> Callable[..., bool]:
+        """Who may use the status endpoint: ``callable(request) -> bool``."""
+        found: Callable[..., bool] = import_serializer(SPECS["STATUS_PERMISSION"].value())
+        return found
+
+    @property
+    def STATUS_DETAILS_PERMISSION(self) -> Callable[..., bool]:
+        """Who may see a task's arguments and result: ``callable(request, task) -> bool``."""
+        found: Callable[..., bool] = import_serializer(SPECS["STATUS_DETAILS_PERMISSION"].value())
+        return found
 
     @property
     def SCHEDULE(self) -> dict[str, Any]:

@@ -1,0 +1,9 @@
+"""Custom status permissions for the endpoint tests."""
+
+
+def logged_in(request):
+    return request.user.is_authenticated
+
+
+def own_tasks(request, task):
+    return task.verbose_name == request.user.username
