@@ -321,6 +321,7 @@ def autodiscover() -> None:
     """
     from django.apps import apps
 
+    import_module("background_task.contrib.http")  # the tasks that ship with the package
     for app_config in apps.get_app_configs():
         if not module_has_submodule(app_config.module, "tasks"):
             continue

@@ -91,7 +91,9 @@ def test_an_overrun_with_threads_puts_the_process_s_other_tasks_back(start_worke
     wait_until(lambda: Execution.objects.count() == 2)
     wait_until(lambda: Task.objects.get(pk=slow.pk).attempts == 1, timeout=15)
     assert "TaskTimeout" in Task.objects.get(pk=slow.pk).last_error
-    # The other task died with the process: a lost attempt, queued again.
+    # The other task died with the process: a lost attempt, queued again
+    # (settled right after the slow one, in the same pass).
+    wait_until(lambda: Task.objects.get(pk=other.pk).attempts == 1, timeout=10)
     row = Task.objects.get(pk=other.pk)
     assert (row.attempts, row.locked_by) == (1, None)
     assert "another of its tasks overran its time limit" in row.last_error

@@ -1,0 +1,1 @@
+"""Ready-made tasks that ship with django-background-task."""
