@@ -5,7 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LEGACY := $(VENV)/legacy-1.2.8
 
-.PHONY: demo test lint docs venv clean bench
+.PHONY: demo test lint docs venv venv6 clean bench
+
+# Django 6.x needs Python 3.12+: the suite runs a second time in this
+# environment when such a Python is found (always in CI).
+VENV6 ?= .venv-django6
+PYTHON_DJANGO6 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13 \
+	$(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.13 python3.12 2>/dev/null))
 
 venv: $(VENV)/.installed
 
@@ -27,7 +33,33 @@ $(VENV)/.installed: setup.cfg requirements/test.txt
 demo: venv
 	$(BIN)/python demo/run.py
 
-test: venv
+$(VENV6)/.installed: setup.cfg requirements/test.txt
+	@if [ -z "$(PYTHON_DJANGO6)" ]; then \
+		echo "note: no Python 3.12+ found; the Django 6 tests will be skipped"; \
+	else \
+		$(PYTHON_DJANGO6) -m venv $(VENV6) \
+		&& $(VENV6)/bin/python -m pip install -q --upgrade pip \
+		&& $(VENV6)/bin/python -m pip install -q 'django>=6.0,<6.2' -e . \
+			'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
+		&& ($(VENV6)/bin/python -m pip install -q 'mysqlclient>=2.2' \
+			|| echo "note: mysqlclient could not be built for Django 6") \
+		&& touch $@; \
+	fi
+
+# Django 6.0 too, for the django.tasks backend's tests.
+VENV60 ?= .venv-django60
+$(VENV60)/.installed: setup.cfg requirements/test.txt
+	@if [ -n "$(PYTHON_DJANGO6)" ]; then \
+		$(PYTHON_DJANGO6) -m venv $(VENV60) \
+		&& $(VENV60)/bin/python -m pip install -q --upgrade pip \
+		&& $(VENV60)/bin/python -m pip install -q 'django>=6.0,<6.1' -e . \
+			'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
+		&& touch $@; \
+	fi
+
+venv6: $(VENV6)/.installed $(VENV60)/.installed
+
+test: venv venv6
 	$(BIN)/python tests/run_suite.py
 
 lint: venv
@@ -40,7 +72,7 @@ docs: venv
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) build dist site *.egg-info
+	rm -rf $(VENV) $(VENV6) $(VENV60) build dist site *.egg-info
 
 # Benchmarks: make bench BENCH_ARGS="--db postgres --size 20000 --repeat 3"
 BENCH_ARGS ?=

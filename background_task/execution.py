@@ -141,12 +141,15 @@ class TaskExecutor:
         self.pending: list[tuple[Task, str | None, datetime]] = []
 
     def call_arguments(
-        self, task: Task, function: Callable[..., Any]
+        self, task: Task, function: Callable[..., Any] | None
     ) -> tuple[list[Any], dict[str, Any]]:
+        """The stored arguments, checked against ``function``'s signature (if given)."""
         try:
             args, kwargs = task.params()
         except ValueError as exc:
             raise BadTaskRow(f"Task {task.task_id} has unreadable arguments: {exc}") from exc
+        if function is None:
+            return args, kwargs
         if function not in self._signatures:
             try:
                 self._signatures[function] = inspect.signature(function)
@@ -182,31 +185,45 @@ class TaskExecutor:
         )
         legacy_logger.info("Running %s", task)
         send_robust(signals.task_started, Task)
+        run: Any = None  # a django.tasks attempt (background_task.backends.Run)
         try:
-            function = self.registry.get(task.task_name).task_function
-            args, kwargs = self.call_arguments(task, function)
+            if task.backend:
+                from background_task.backends import Run
+
+                run = Run(task, self.worker_id)
+                function = run.call
+                args, kwargs = self.call_arguments(task, None)
+            else:
+                function = self.registry.get(task.task_name).task_function
+                args, kwargs = self.call_arguments(task, function)
             if self.slots is not None:
                 self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
             self.in_task_code = True
             current = set_current(CurrentTask(task, self.using))
             try:
-                value = function(*args, **kwargs)
+                value = run.call(args, kwargs) if run is not None else function(*args, **kwargs)
             finally:
                 reset_current(current)
                 self.in_task_code = False
                 if self.slots is not None:
                     self.slots.lift_deadline()
-            encoded = encode_result(value, task, strict=self.wants_result(task))
-            if defer_success and self.can_defer_successes():
+            if run is not None:
+                value = run.normalize(value)
+            encoded = encode_result(value, task, strict=self.wants_result(task) or bool(run))
+            if defer_success and run is None and self.can_defer_successes():
                 self.pending.append((task, encoded, self.clock()))
                 result = "done"
             else:
                 result = self.persist(partial(self.record_success, task, encoded))
+                if run is not None and result == "done":
+                    run.succeeded(value)
         except WorkerStopped as stopped:
             self.persist(partial(self.record_failure, task, stopped))
             raise
         except BaseException as exc:  # a task's failure never ends the worker
             result = self.persist(partial(self.record_failure, task, exc))
+            if run is not None and result != "lost":
+                run.failed(exc, final=result in ("failed", "cancelled"))
         finally:
             if self.slots is not None:
                 self.slots.end()

@@ -96,8 +96,11 @@ class Worker:
         slots: TaskSlots | None = None,
         supervisor_id: str | None = None,
         parent_pid: int | None = None,
+        backends: Sequence[str] = (),
     ) -> None:
         self.queues = list(queues) if queues is not None else None
+        #: ``django.tasks`` backend aliases whose rows this worker runs.
+        self.backends = list(backends)
         self.sleep = sleep
         self.duration = duration
         self.burst = burst
@@ -336,7 +339,14 @@ class Worker:
         if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
             self._fire_schedules(now)
         batch = self.strategy.claim(
-            ClaimRequest(self.worker_id, self.batch_size(), now, self.registry.names(), self.queues)
+            ClaimRequest(
+                self.worker_id,
+                self.batch_size(),
+                now,
+                self.registry.names(),
+                self.queues,
+                self.backends,
+            )
         )
         self.claimed += len(batch)
         try:
@@ -488,7 +498,7 @@ class Worker:
             return  # a worker that knows no task cannot judge which names are unknown
         stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
         unknown = (
-            tasks.filter(status=status.WAITING, run_at__lt=stale)
+            tasks.filter(status=status.WAITING, run_at__lt=stale, backend=None)
             .exclude(task_name__in=self.registry.names())
             .in_queues(self.queues)[:MAINTENANCE_BATCH]
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+import django
+
 BACKEND = os.environ.get("DB_BACKEND", "sqlite")
 
 if BACKEND == "sqlite":
@@ -104,3 +106,17 @@ BACKGROUND_TASK_SHUTDOWN_TIMEOUT = float(os.environ.get("BGTASK_SHUTDOWN_TIMEOUT
 # Reliability tests shorten heartbeats and hard time limits through the environment.
 BACKGROUND_TASK_HEARTBEAT_INTERVAL = float(os.environ.get("BGTASK_HEARTBEAT_INTERVAL", "5"))
 BACKGROUND_TASK_WORKER_LOST_AFTER = float(os.environ.get("BGTASK_WORKER_LOST_AFTER", "30"))
+
+# django.tasks (Django 6.0+): two aliases served by background_task.
+if django.VERSION >= (6, 0):
+    TASKS = {
+        "default": {
+            "BACKEND": "background_task.backends.DatabaseBackend",
+            "QUEUES": ["default", "emails"],
+        },
+        "retrying": {
+            "BACKEND": "background_task.backends.DatabaseBackend",
+            "QUEUES": [],
+            "OPTIONS": {"MAX_ATTEMPTS": 3},
+        },
+    }

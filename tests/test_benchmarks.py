@@ -13,11 +13,9 @@ import tempfile
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import MAIN_PASS, ROOT
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("DB_BACKEND", "sqlite") != "sqlite", reason="run once, on the SQLite pass"
-)
+pytestmark = pytest.mark.skipif(not MAIN_PASS, reason="run once, on the main SQLite pass")
 
 
 def test_every_scenario_runs_and_reports():

@@ -8,11 +8,9 @@ import tempfile
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import MAIN_PASS, ROOT
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("DB_BACKEND", "sqlite") != "sqlite", reason="checked once, on the SQLite pass"
-)
+pytestmark = pytest.mark.skipif(not MAIN_PASS, reason="checked once, on the main SQLite pass")
 
 
 def run(*args: str) -> None:

@@ -36,3 +36,13 @@ def test_import_error_inside_tasks_module_is_reported_with_its_name():
         ),
     ):
         autodiscover()
+
+
+@pytest.mark.skipif(__import__("django").VERSION >= (6, 0), reason="Django 6 has django.tasks")
+def test_the_django_tasks_backend_says_it_needs_django_6():
+    import importlib
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=r"needs Django 6\.0 or later"):
+        importlib.import_module("background_task.backends")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from background_task import status
@@ -24,6 +25,13 @@ class ClaimRequest:
     now: datetime
     names: Sequence[str]
     queues: Sequence[str | None] | None = None  # None: every queue
+    #: ``django.tasks`` backend aliases whose rows this worker runs (any task name).
+    backends: Sequence[str] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing can be claimed: no room, or no task this worker could run."""
+        return self.limit <= 0 or not (self.names or self.backends)
 
 
 class ClaimStrategy:
@@ -44,12 +52,18 @@ class ClaimStrategy:
     def candidates(self, request: ClaimRequest) -> TaskQuerySet:
         """Due, unclaimed tasks this worker can run, in claim order."""
         qs: TaskQuerySet = Task.objects.using(self.connection.alias).due(request.now)
-        qs = qs.filter(task_name__in=list(request.names))
+        if request.backends:
+            qs = qs.filter(
+                Q(task_name__in=list(request.names), backend=None)
+                | Q(backend__in=list(request.backends))
+            )
+        else:
+            qs = qs.filter(task_name__in=list(request.names))
         return qs.in_queues(request.queues).in_claim_order()
 
     def claim(self, request: ClaimRequest) -> list[Task]:
         """Claim up to ``request.limit`` tasks and return them, marked running."""
-        if request.limit <= 0 or not request.names:
+        if request.empty:
             return []
         self.before_claim()
         token = uuid.uuid4().hex

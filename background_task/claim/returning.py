@@ -26,7 +26,7 @@ class ReturningClaimStrategy(ClaimStrategy):
     membership = "{id} IN ({subquery})"
 
     def claim(self, request: ClaimRequest) -> list[Task]:
-        if request.limit <= 0 or not request.names:
+        if request.empty:
             return []
         self.before_claim()
         token = uuid.uuid4().hex

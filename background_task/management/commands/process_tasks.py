@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from background_task import scheduler
@@ -87,6 +88,13 @@ class Command(BaseCommand):
             "BACKGROUND_TASK_ASYNC_THREADS when BACKGROUND_TASK_RUN_ASYNC is set).",
         )
         parser.add_argument(
+            "--backend",
+            action="append",
+            metavar="ALIAS",
+            help="Run django.tasks tasks of this TASKS alias (repeatable; default: every alias "
+            "using background_task.backends.DatabaseBackend). Django 6.0 or later.",
+        )
+        parser.add_argument(
             "--dev",
             "--reload",
             dest="reload",
@@ -113,6 +121,7 @@ class Command(BaseCommand):
             scheduler.definitions(tasks)  # bad schedules stop the command here
         except (TaskDiscoveryError, ScheduleError) as exc:
             raise CommandError(str(exc)) from exc
+        worker_options["backends"] = self.django_task_backends(options["backend"])
 
         def run() -> None:
             if options["log_std"]:
@@ -125,6 +134,19 @@ class Command(BaseCommand):
             autoreload.run_with_reloader(run)
         else:
             run()
+
+    def django_task_backends(self, aliases: list[str] | None) -> list[str]:
+        """The django.tasks aliases to serve (none before Django 6.0)."""
+        try:
+            from background_task.backends import serving
+        except (ImportError, ImproperlyConfigured):
+            if aliases:
+                raise CommandError("--backend needs Django 6.0 or later (django.tasks).") from None
+            return []
+        try:
+            return serving(aliases)
+        except Exception as exc:  # an unknown alias, or one of another backend
+            raise CommandError(f"--backend: {exc}") from exc
 
     def parse_queues(self, queue: str | None, queues: str | None) -> list[str] | None:
         names = [queue] if queue else []

@@ -1,0 +1,51 @@
+"""django.tasks fixtures (Django 6.0+), run through background_task.backends."""
+
+from __future__ import annotations
+
+import django
+from django.tasks import task
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(takes_context=True)
+def which_attempt(context) -> list:
+    return [context.attempt, context.task_result.id]
+
+
+@task
+def explode(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@task(backend="retrying")
+def flaky(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def returns_object() -> object:
+    return object()
+
+
+@task(queue_name="emails", priority=10)
+def send_mail(to: str) -> str:
+    return f"sent to {to}"
+
+
+if django.VERSION >= (6, 1):
+
+    @task(backend="default", max_attempts=2, timeout=1)
+    def sleepy(seconds: float) -> None:
+        """Overruns its one-second limit; two attempts (Django 6.1 task options)."""
+        import time
+
+        time.sleep(seconds)
