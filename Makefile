@@ -54,6 +54,8 @@ $(VENV60)/.installed: setup.cfg requirements/test.txt
 		&& $(VENV60)/bin/python -m pip install -q --upgrade pip \
 		&& $(VENV60)/bin/python -m pip install -q 'django>=6.0,<6.1' -e . \
 			'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
+		&& ($(VENV60)/bin/python -m pip install -q 'mysqlclient>=2.2' \
+			|| echo "note: mysqlclient could not be built for Django 6.0") \
 		&& touch $@; \
 	fi
 

@@ -85,9 +85,10 @@ def main() -> int:
             )
         django60 = os.path.join(ROOT, ".venv-django60", "bin", "python")
         if os.path.exists(django60):
-            passes.append(
-                ("sqlite, Django 6.0", django60, "sqlite", ["tests/test_django_tasks.py"])
-            )
+            for backend in backends:
+                passes.append(
+                    (f"{backend}, Django 6.0", django60, backend, ["tests/test_django_tasks.py"])
+                )
         elif CI:
             print("CI needs the Django 6.0 environment (.venv-django60).", flush=True)
             return 2

@@ -248,3 +248,27 @@ def test_task_options_on_django_6_1_time_limit_and_attempts(start_worker):
     worker.wait()
     assert result.errors[0].exception_class_path == "background_task.exceptions.TaskTimeout"
     assert result.status == TaskResultStatus.READY  # one attempt left, after a backoff
+
+
+def test_a_killed_worker_s_django_task_is_settled_as_failed(start_worker):
+    import os
+    import time
+
+    from tests.chaos import children
+
+    result = dtasks.sleeps.enqueue(60)
+    worker = start_worker("--sleep", "0.1", "--backend", "default", env=subprocess_env())
+    deadline = time.monotonic() + 30
+    while result.status != TaskResultStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+        result.refresh()
+    [child] = children(worker.process.pid)
+    os.kill(child, signals_module.SIGKILL)
+    while not result.is_finished and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+        result.refresh()
+    worker.signal(signals_module.SIGTERM)
+    worker.wait()
+    assert result.status == TaskResultStatus.FAILED  # one attempt: lost, so failed
+    assert result.errors[0].exception_class_path == "background_task.exceptions.WorkerLost"
+    assert result.attempts == 1

@@ -49,3 +49,10 @@ if django.VERSION >= (6, 1):
         import time
 
         time.sleep(seconds)
+
+
+@task
+def sleeps(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
