@@ -316,7 +316,7 @@ class Run:
         try:
             self.backend = backend_for(row)
             self.task = rebuild_task(row)
-        except (InvalidTask, KeyError, Exception) as exc:
+        except Exception as exc:  # InvalidTask, an unknown alias, an import error
             # Unable to start: fails for good, with no TaskResult to signal.
             raise InvalidTaskError(f"Cannot run {row.task_name!r}: {exc}") from exc
         running = timezone.now()
