@@ -99,7 +99,8 @@ def _zone_name(zone: tzinfo | None) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _encode_datetime(value: datetime) -> dict[str, Any]:
+def _encode_zoned(value: datetime | time) -> dict[str, Any]:
+    """A datetime or time as ISO text, plus its zone's name when it has one."""
     data: dict[str, Any] = {"v": value.isoformat()}
     if name := _zone_name(value.tzinfo):
         data["tz"] = name
@@ -113,13 +114,6 @@ def _decode_datetime(data: dict[str, Any]) -> datetime:
 
         value = value.astimezone(ZoneInfo(data["tz"]))
     return value
-
-
-def _encode_time(value: time) -> dict[str, Any]:
-    data: dict[str, Any] = {"v": value.isoformat()}
-    if name := _zone_name(value.tzinfo):
-        data["tz"] = name
-    return data
 
 
 def _decode_time(data: dict[str, Any]) -> time:
@@ -140,9 +134,9 @@ def _sorted_items(values: Any) -> list[Any]:
 
 
 for _codec in (
-    Codec("datetime", datetime, _encode_datetime, _decode_datetime),
+    Codec("datetime", datetime, _encode_zoned, _decode_datetime),
     Codec("date", date, lambda v: {"v": v.isoformat()}, lambda d: date.fromisoformat(d["v"])),
-    Codec("time", time, _encode_time, _decode_time),
+    Codec("time", time, _encode_zoned, _decode_time),
     Codec(
         "timedelta",
         timedelta,
