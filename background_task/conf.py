@@ -251,6 +251,13 @@ SPECS: dict[str, SettingSpec] = {
         "arguments, result and traceback)",
         "background_task.E017",
     ),
+    "RUN_IMMEDIATELY": SettingSpec(
+        ("BACKGROUND_TASK_RUN_IMMEDIATELY",),
+        False,
+        _is_bool,
+        "True or False (run tasks at once in the process that queues them)",
+        "background_task.E018",
+    ),
     "SCHEDULE": SettingSpec(
         ("BACKGROUND_TASK_SCHEDULE",),
         dict,
@@ -353,6 +360,11 @@ class AppSettings:
         """Who may see a task's arguments and result: ``callable(request, task) -> bool``."""
         found: Callable[..., bool] = import_serializer(SPECS["STATUS_DETAILS_PERMISSION"].value())
         return found
+
+    @property
+    def RUN_IMMEDIATELY(self) -> bool:
+        """Eager mode: queued tasks run at once in process (default False)."""
+        return bool(SPECS["RUN_IMMEDIATELY"].value())
 
     @property
     def SCHEDULE(self) -> dict[str, Any]:

@@ -218,6 +218,11 @@ class TaskProxy:
         if task_created.has_listeners(DBTaskRunner):
             for row in rows:
                 task_created.send(sender=DBTaskRunner, task=row)
+        from background_task.testing import eager, run_in_process
+
+        if eager():
+            for row in rows:
+                run_in_process(row)
         return rows
 
     def __str__(self) -> str:

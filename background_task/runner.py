@@ -25,6 +25,10 @@ class DBTaskRunner:
         task = schedule_task(task_name, args, kwargs, **options)
         if task is not None:
             task_created.send(sender=DBTaskRunner, task=task)
+            from background_task.testing import eager, run_in_process
+
+            if eager():
+                run_in_process(task)
         return task
 
 

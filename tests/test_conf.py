@@ -53,6 +53,7 @@ def test_ascending_ordering():
         ("BACKGROUND_TASK_SERIALIZER", "no.such.Serializer", "background_task.E015", "dumps"),
         ("BACKGROUND_TASK_STATUS_PERMISSION", "no.such.check", "background_task.E016", "request"),
         ("BACKGROUND_TASK_STATUS_DETAILS_PERMISSION", 5, "background_task.E017", "request, task"),
+        ("BACKGROUND_TASK_RUN_IMMEDIATELY", "yes", "background_task.E018", "True or False"),
         ("BACKGROUND_TASK_SCHEDULE_TIMEZONE", "Mars/Olympus", "background_task.E013", "IANA"),
     ],
 )
@@ -78,6 +79,7 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E015": "SERIALIZER",
             "E016": "STATUS_PERMISSION",
             "E017": "STATUS_DETAILS_PERMISSION",
+            "E018": "RUN_IMMEDIATELY",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)
