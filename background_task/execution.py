@@ -180,9 +180,8 @@ class TaskExecutor:
         transaction; failures are always recorded at once.
         """
         started = time.monotonic()
-        logger.info(
-            "Task %s (%s) started, attempt %d", task.task_id, task.task_name, task.attempts + 1
-        )
+        attempt = task.attempts + 1
+        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)
         legacy_logger.info("Running %s", task)
         send_robust(signals.task_started, Task)
         run: Any = None  # a django.tasks attempt (background_task.backends.Run)
@@ -230,7 +229,15 @@ class TaskExecutor:
             send_robust(signals.task_finished, Task)
         duration = time.monotonic() - started
         log = logger.warning if result in ("failed", "lost") else logger.info
-        log("Task %s (%s) %s in %.3fs", task.task_id, task.task_name, result, duration)
+        log(
+            "Task %s (%s) queue=%s attempt=%d %s in %.3fs",
+            task.task_id,
+            task.task_name,
+            task.queue or "-",
+            attempt,
+            result,
+            duration,
+        )
         return Outcome(task, result, duration)
 
     @staticmethod

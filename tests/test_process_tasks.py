@@ -236,3 +236,27 @@ def test_database_outage_is_survived(start_worker):
     keys = list(Execution.objects.values_list("key", flat=True))
     assert sorted(set(keys)) == sorted(str(i) for i in range(40))
     assert "Database unavailable" in output
+
+
+def test_log_file_gets_a_line_per_task_and_is_reopened_after_rotation(start_worker, tmp_path):
+    log = tmp_path / "worker.log"
+    first = fixtures.record("first")
+    worker = start_worker("--sleep", "0.1", "--log-file", str(log))
+    wait_until(lambda: log.exists() and first.task_id in log.read_text(), timeout=20)
+    line = next(
+        text for text in log.read_text().splitlines() if first.task_id in text and " in " in text
+    )
+    assert "tests.testapp.tasks.record" in line and "queue=records" in line
+    assert "attempt=1 done in" in line
+    os.rename(log, tmp_path / "worker.log.1")  # what logrotate does
+    second = fixtures.record("second")
+    wait_until(lambda: Execution.objects.filter(key="second").exists(), timeout=20)
+    wait_until(lambda: log.exists() and second.task_id in log.read_text(), timeout=10)
+    assert first.task_id not in log.read_text()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait()[0] == 0
+
+
+def test_an_unwritable_log_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match="--log-file"):
+        call_command("process_tasks", "--burst", "--log-file", str(tmp_path / "no" / "such.log"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import sys
 from typing import Any
 
@@ -88,6 +89,12 @@ class Command(BaseCommand):
             "BACKGROUND_TASK_ASYNC_THREADS when BACKGROUND_TASK_RUN_ASYNC is set).",
         )
         parser.add_argument(
+            "--log-file",
+            metavar="PATH",
+            help="Also write the log to this file (reopened when rotated: move it away and "
+            "the worker starts a new one).",
+        )
+        parser.add_argument(
             "--backend",
             action="append",
             metavar="ALIAS",
@@ -103,7 +110,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.configure_logging(options["verbosity"])
+        self.configure_logging(options["verbosity"], options["log_file"])
         queues = self.parse_queues(options["queue"], options["queues"])
         threads = options["threads"]
         if threads is None:
@@ -184,15 +191,28 @@ class Command(BaseCommand):
         if code:
             raise CommandError(f"A worker process exited with code {code}.", returncode=code)
 
-    def configure_logging(self, verbosity: int) -> None:
+    def configure_logging(self, verbosity: int, log_file: str | None = None) -> None:
+        """Log to stderr unless the project configured logging; with
+        ``log_file``, also to that file, reopened when it is rotated away."""
         package_logger = logging.getLogger("background_task")
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+        )
         if not package_logger.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-            )
+            handler.setFormatter(formatter)
             package_logger.addHandler(handler)
             package_logger.setLevel(LEVELS.get(verbosity, logging.INFO))
+        if log_file:
+            try:
+                file_handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"--log-file {log_file}: {exc}") from exc
+            file_handler.setFormatter(formatter)
+            file_handler.setLevel(LEVELS.get(verbosity, logging.INFO))
+            package_logger.addHandler(file_handler)
+            if package_logger.level == logging.NOTSET or package_logger.level > logging.INFO:
+                package_logger.setLevel(min(LEVELS.get(verbosity, logging.INFO), logging.INFO))
 
     def redirect_std(self) -> None:
         std_logger = logging.getLogger(__name__)
