@@ -274,6 +274,12 @@ SPECS: dict[str, SettingSpec] = {
     ),
 }
 
+def is_set(name: str) -> bool:
+    """Whether the project sets this setting at all: a cheap test for the
+    per-task paths, which read (and validate) a setting only when it is set."""
+    return hasattr(django_settings, name)
+
+
 # Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).
 LEGACY_PAIRS = (
     ("BACKGROUND_TASK_MAX_ATTEMPTS", "MAX_ATTEMPTS", "background_task.W001"),

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from background_task import status
-from background_task.conf import app_settings
+from background_task.conf import app_settings, is_set
 from background_task.recurrence import get_timezone
 from background_task.schedules import next_calendar_repetition, next_repetition
 from background_task.serialization import dumps_params, loads_params, task_hash
@@ -262,7 +262,9 @@ class BaseTask(models.Model):
     def expiry(self, finished: datetime) -> datetime | None:
         """When the history row of a run finished at ``finished`` is pruned:
         after the task's ``ttl``, else BACKGROUND_TASK_RESULT_TTL; None: never."""
-        ttl = self.result_ttl if self.result_ttl is not None else app_settings.RESULT_TTL
+        ttl = self.result_ttl
+        if ttl is None and is_set("BACKGROUND_TASK_RESULT_TTL"):
+            ttl = app_settings.RESULT_TTL
         return None if ttl is None else finished + timedelta(seconds=ttl)
 
     def worker_lost_policy(self) -> str:

@@ -338,8 +338,10 @@ def loads_params(text: str) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _custom_serializer() -> Any:
-    from background_task.conf import app_settings
+    from background_task.conf import app_settings, is_set
 
+    if not is_set("BACKGROUND_TASK_SERIALIZER"):  # the common case, checked per call
+        return None
     return app_settings.SERIALIZER
 
 
