@@ -274,6 +274,7 @@ SPECS: dict[str, SettingSpec] = {
     ),
 }
 
+
 def is_set(name: str) -> bool:
     """Whether the project sets this setting at all: a cheap test for the
     per-task paths, which read (and validate) a setting only when it is set."""

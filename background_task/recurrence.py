@@ -103,19 +103,27 @@ class Recurrence:
         """The expression as the admin and ``list_schedules`` show it."""
         raise NotImplementedError
 
+    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
+        """The last fire time at or before ``moment``, or None if there is none."""
+        raise NotImplementedError
+
     def due_between(
         self, start: datetime, end: datetime, anchor: datetime, limit: int
     ) -> list[datetime]:
-        """Fire times in ``[start, end]``, at most ``limit`` of them (the latest)."""
-        times: list[datetime] = []
-        moment: datetime | None = start - timedelta(microseconds=1)
-        while moment is not None:
-            moment = self.next_after(moment, anchor)
-            if moment is None or moment > end:
+        """Fire times in ``[start, end]``, at most ``limit`` of them (the latest).
+
+        Steps only through the last ``limit`` fires: however long no worker
+        ran, catching up costs at most ``limit`` steps.
+        """
+        latest = self.latest_at_or_before(end, anchor)
+        if latest is None or latest < start:
+            return []
+        times = [latest]
+        while len(times) < limit:
+            earlier = self.latest_at_or_before(times[0] - timedelta(microseconds=1), anchor)
+            if earlier is None or earlier < start:
                 break
-            times.append(moment)
-            if len(times) > limit:
-                times.pop(0)
+            times.insert(0, earlier)
         return times
 
 
@@ -144,6 +152,17 @@ class Interval(Recurrence):
         candidate = anchor + timedelta(seconds=periods * self.seconds)
         while candidate <= moment:  # float rounding
             periods += 1
+            candidate = anchor + timedelta(seconds=periods * self.seconds)
+        return candidate
+
+    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
+        moment, anchor = moment.astimezone(UTC), anchor.astimezone(UTC)
+        if moment < anchor:
+            return None
+        periods = int((moment - anchor).total_seconds() // self.seconds)
+        candidate = anchor + timedelta(seconds=periods * self.seconds)
+        while candidate > moment:  # float rounding
+            periods -= 1
             candidate = anchor + timedelta(seconds=periods * self.seconds)
         return candidate
 
@@ -218,6 +237,22 @@ class Cron(Recurrence):
             if fire > moment:
                 return fire
             local = found  # an ambiguous hour: this wall time already fired
+        return None  # pragma: no cover
+
+    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
+        # Start a minute past the wall time so a fire exactly at ``moment`` counts,
+        # then step back over wall times that land after ``moment`` (DST).
+        local = to_wall_clock(moment, self.timezone).replace(second=0, microsecond=0)
+        local += timedelta(minutes=1)
+        for _ in range(MAX_LOOKAHEAD):
+            try:
+                found = croniter(self.expression, local, day_or=True).get_prev(datetime)
+            except (ValueError, KeyError):
+                return None
+            fire = to_timeline(found, self.timezone)
+            if fire <= moment and self.next_after(fire - timedelta(microseconds=1), anchor) == fire:
+                return fire
+            local = found
         return None  # pragma: no cover
 
     def describe(self) -> str:
@@ -321,6 +356,19 @@ class RRule(Recurrence):
                 return None
             fire = to_timeline(found, self.timezone)
             if fire > moment:
+                return fire
+            local = found
+        return None  # pragma: no cover
+
+    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
+        rule = self._rule(to_wall_clock(anchor, self.timezone))
+        local = to_wall_clock(moment, self.timezone) + timedelta(hours=3)  # past any DST shift
+        for _ in range(MAX_LOOKAHEAD):
+            found: datetime | None = rule.before(local, inc=False)
+            if found is None:
+                return None
+            fire = to_timeline(found, self.timezone)
+            if fire <= moment and self.next_after(fire - timedelta(microseconds=1), anchor) == fire:
                 return fire
             local = found
         return None  # pragma: no cover

@@ -208,6 +208,7 @@ def _fire(pk: int, registry: Tasks, now: datetime, using: str) -> int:
             max_attempts=proxy.max_attempts,
             timeout=proxy.timeout,
             on_worker_lost=proxy.on_worker_lost,
+            result_ttl=proxy.ttl,
         )
         ScheduleFire.objects.using(using).create(
             schedule=schedule, fire_at=fire_at, task_id=task.task_id
@@ -250,6 +251,7 @@ def run_now(schedule: Schedule, registry: Tasks, now: datetime) -> Task:
         max_attempts=proxy.max_attempts if proxy else None,
         timeout=proxy.timeout if proxy else None,
         on_worker_lost=proxy.on_worker_lost if proxy else None,
+        result_ttl=proxy.ttl if proxy else None,
     )
     with transaction.atomic(using=using):
         task.save(using=using, force_insert=True)

@@ -258,3 +258,41 @@ def test_to_timeline_moves_a_gap_to_its_end():
     assert to_timeline(datetime(2026, 3, 29, 2, 15), BERLIN) == datetime(
         2026, 3, 29, 1, 0, tzinfo=UTC
     )
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Interval(3600),
+        Cron("*/15 * * * *", BERLIN),
+        Cron("30 2 * * *", BERLIN),
+        Cron("0 1 * * *", NEW_YORK),
+        RRule("FREQ=DAILY;BYHOUR=2;BYMINUTE=30", BERLIN),
+        RRule("FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23", BERLIN),
+    ],
+)
+def test_the_latest_fire_agrees_with_stepping_forward_across_daylight_saving(rule):
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    start = datetime(2026, 3, 27, tzinfo=UTC)
+    forward = [rule.next_after(start, anchor)]
+    while forward[-1] < datetime(2026, 11, 3, tzinfo=UTC) and len(forward) < 400:
+        forward.append(rule.next_after(forward[-1], anchor))
+    for earlier, later in itertools.pairwise(forward):
+        assert rule.latest_at_or_before(later - timedelta(microseconds=1), anchor) == earlier
+        assert rule.latest_at_or_before(later, anchor) == later
+
+
+def test_catching_up_after_a_year_takes_only_the_fires_it_keeps():
+    calls = []
+
+    class Counted(Cron):
+        def latest_at_or_before(self, moment, anchor):
+            calls.append(moment)
+            return super().latest_at_or_before(moment, anchor)
+
+    rule = Counted("* * * * *", UTC)  # every minute: 525,600 fires in a year
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+    times = rule.due_between(start, end, start, limit=3)
+    assert times == [end.replace(second=0) - timedelta(minutes=m) for m in (2, 1, 0)]
+    assert len(calls) == 3  # three steps back from the end, not a year of steps forward

@@ -193,6 +193,7 @@ def test_a_due_schedule_fires_once_per_time_with_its_arguments_and_options():
         priority=5,
         max_attempts=2,
         overlap=True,
+        ttl=600,
     )(job)
     synced(registry)
     assert fire(registry, T0 + timedelta(seconds=59)) == 0
@@ -200,7 +201,7 @@ def test_a_due_schedule_fires_once_per_time_with_its_arguments_and_options():
     assert fire(registry, T0 + timedelta(seconds=61)) == 0  # nothing new is due
     task = Task.objects.get()
     assert task.params() == ([7], {"to": "ops"})
-    assert (task.queue, task.priority, task.max_attempts) == ("low", 5, 2)
+    assert (task.queue, task.priority, task.max_attempts, task.result_ttl) == ("low", 5, 2, 600)
     row = Schedule.objects.get()
     assert (row.last_run_at, row.last_task_id, row.next_run_at) == (
         T0 + timedelta(minutes=1),
