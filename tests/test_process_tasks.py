@@ -242,16 +242,19 @@ def test_log_file_gets_a_line_per_task_and_is_reopened_after_rotation(start_work
     log = tmp_path / "worker.log"
     first = fixtures.record("first")
     worker = start_worker("--sleep", "0.1", "--log-file", str(log))
-    wait_until(lambda: log.exists() and first.task_id in log.read_text(), timeout=20)
-    line = next(
-        text for text in log.read_text().splitlines() if first.task_id in text and " in " in text
-    )
+
+    def end_line(task):
+        lines = log.read_text().splitlines() if log.exists() else []
+        return next((line for line in lines if task.task_id in line and " done in " in line), None)
+
+    wait_until(lambda: end_line(first) is not None, timeout=20)
+    line = end_line(first)
     assert "tests.testapp.tasks.record" in line and "queue=records" in line
     assert "attempt=1 done in" in line
     os.rename(log, tmp_path / "worker.log.1")  # what logrotate does
     second = fixtures.record("second")
     wait_until(lambda: Execution.objects.filter(key="second").exists(), timeout=20)
-    wait_until(lambda: log.exists() and second.task_id in log.read_text(), timeout=10)
+    wait_until(lambda: end_line(second) is not None, timeout=10)
     assert first.task_id not in log.read_text()
     worker.signal(signal.SIGTERM)
     assert worker.wait()[0] == 0
