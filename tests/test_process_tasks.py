@@ -168,8 +168,8 @@ def test_supervisor_restarts_a_killed_worker_and_stops_cleanly(start_worker):
 
 @pytest.mark.skipif(
     "not __import__('background_task.claim', fromlist=['get_strategy']).get_strategy()"
-    ".__class__.__name__.startswith(('PostgreSQL', 'SQLite'))",
-    reason="push or change-check wake-ups exist on PostgreSQL and SQLite",
+    ".__class__.__name__.startswith(('PostgreSQL', 'SQLite', 'MySQL'))",
+    reason="push or change-check wake-ups exist on PostgreSQL, SQLite and MySQL",
 )
 def test_an_idle_worker_wakes_for_a_new_task_before_its_sleep_ends(start_worker):
     worker = start_worker(
