@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from django.db import DatabaseError
+
 from background_task.claim.skip_locked import SkipLockedClaimStrategy
 from background_task.models import Task
 
@@ -32,15 +34,17 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
         if self._probe is None:
             table = self.connection.ops.quote_name(str(Task._meta.db_table))
             self._probe = f"SELECT MAX(id) FROM {table}"
-        self.connection.ensure_connection()
         # The driver's own cursor: this runs every 20 ms while idle, and
-        # Django's cursor wrapper would double its cost.
-        cursor = self.connection.connection.cursor()
-        try:
-            cursor.execute(self._probe)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        # Django's cursor wrapper would double its cost. Errors still come
+        # out as Django's DatabaseError.
+        with self.connection.wrap_database_errors:
+            self.connection.ensure_connection()
+            cursor = self.connection.connection.cursor()
+            try:
+                cursor.execute(self._probe)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
         return int(row[0] or 0) if row else 0
 
     def before_claim(self) -> None:
@@ -48,9 +52,14 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
 
     def wait(self, timeout: float, stopping: threading.Event) -> None:
         deadline = time.monotonic() + timeout
-        baseline = self._last_id if self._last_id is not None else self.highest_id()
-        while not stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.highest_id() > baseline:
-                return
-            stopping.wait(min(CHANGE_POLL_INTERVAL, remaining))
+        try:
+            baseline = self._last_id if self._last_id is not None else self.highest_id()
+            while not stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.highest_id() > baseline:
+                    return
+                stopping.wait(min(CHANGE_POLL_INTERVAL, remaining))
+        except DatabaseError:
+            # The database went away: return, and let the next claim meet the
+            # error, where the worker backs off and reconnects.
+            return
