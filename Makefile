@@ -33,31 +33,31 @@ $(VENV)/.installed: setup.cfg requirements/test.txt
 demo: venv
 	$(BIN)/python demo/run.py
 
-$(VENV6)/.installed: setup.cfg requirements/test.txt
+# $(call django6_venv,DIR,DJANGO REQUIREMENT): a Django 6 virtualenv for the suite.
+DJANGO6_TEST_DEPS := 'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100'
+define django6_venv
 	@if [ -z "$(PYTHON_DJANGO6)" ]; then \
 		echo "note: no Python 3.12+ found; the Django 6 tests will be skipped"; \
 	else \
-		$(PYTHON_DJANGO6) -m venv $(VENV6) \
-		&& $(VENV6)/bin/python -m pip install -q --upgrade pip \
-		&& $(VENV6)/bin/python -m pip install -q 'django>=6.0,<6.2' -e . \
-			'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
-		&& ($(VENV6)/bin/python -m pip install -q 'mysqlclient>=2.2' \
-			|| echo "note: mysqlclient could not be built for Django 6") \
-		&& touch $@; \
+		$(PYTHON_DJANGO6) -m venv $(1) \
+		&& $(1)/bin/python -m pip install -q --upgrade pip \
+		&& $(1)/bin/python -m pip install -q '$(2)' -e . $(DJANGO6_TEST_DEPS) \
+		&& ($(1)/bin/python -m pip install -q 'mysqlclient>=2.2' \
+			|| echo "note: mysqlclient could not be built in $(1)") \
+		&& touch $(1)/.installed; \
 	fi
+endef
+
+DJANGO61 := django>=6.1,<6.2
+DJANGO60 := django>=6.0,<6.1
+VENV60 ?= .venv-django60
+
+$(VENV6)/.installed: setup.cfg requirements/test.txt
+	$(call django6_venv,$(VENV6),$(DJANGO61))
 
 # Django 6.0 too, for the django.tasks backend's tests.
-VENV60 ?= .venv-django60
 $(VENV60)/.installed: setup.cfg requirements/test.txt
-	@if [ -n "$(PYTHON_DJANGO6)" ]; then \
-		$(PYTHON_DJANGO6) -m venv $(VENV60) \
-		&& $(VENV60)/bin/python -m pip install -q --upgrade pip \
-		&& $(VENV60)/bin/python -m pip install -q 'django>=6.0,<6.1' -e . \
-			'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
-		&& ($(VENV60)/bin/python -m pip install -q 'mysqlclient>=2.2' \
-			|| echo "note: mysqlclient could not be built for Django 6.0") \
-		&& touch $@; \
-	fi
+	$(call django6_venv,$(VENV60),$(DJANGO60))
 
 venv6: $(VENV6)/.installed $(VENV60)/.installed
 

@@ -127,6 +127,57 @@ class Recurrence:
         return times
 
 
+class WallClockRule(Recurrence):
+    """A rule whose times are wall-clock times of ``timezone`` (cron, rrule).
+
+    Subclasses name the wall time after or before a naive local time; this
+    class places them on the timeline with the daylight-saving rules of the
+    module docstring.
+    """
+
+    timezone: tzinfo
+
+    def _wall_after(self, local: datetime, anchor: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    def _wall_before(self, local: datetime, anchor: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    def _search_after(self, moment: datetime) -> datetime:
+        """The naive local time to look forward from."""
+        return to_wall_clock(moment, self.timezone)
+
+    def _search_before(self, moment: datetime) -> datetime:
+        """A naive local time late enough that looking back from it misses no
+        fire at or before ``moment``."""
+        return to_wall_clock(moment, self.timezone) + timedelta(hours=3)  # past any DST shift
+
+    def next_after(self, moment: datetime, anchor: datetime) -> datetime | None:
+        local = self._search_after(moment)
+        for _ in range(MAX_LOOKAHEAD):
+            found = self._wall_after(local, anchor)
+            if found is None:
+                return None
+            fire = to_timeline(found, self.timezone)
+            if fire > moment:
+                return fire
+            local = found  # an ambiguous hour: this wall time already fired
+        return None  # pragma: no cover
+
+    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
+        local = self._search_before(moment)
+        for _ in range(MAX_LOOKAHEAD):
+            found = self._wall_before(local, anchor)
+            if found is None:
+                return None
+            fire = to_timeline(found, self.timezone)
+            # Only a time next_after would fire counts (not a repeated wall time).
+            if fire <= moment and self.next_after(fire - timedelta(microseconds=1), anchor) == fire:
+                return fire
+            local = found
+        return None  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class Interval(Recurrence):
     """Every ``seconds`` seconds on the timeline, counted from the anchor."""
@@ -171,7 +222,7 @@ class Interval(Recurrence):
 
 
 @dataclass(frozen=True)
-class Cron(Recurrence):
+class Cron(WallClockRule):
     """A five-field crontab expression (or an ``@daily``-style alias) in ``timezone``.
 
     When both day of month and day of week are restricted, a day matching
@@ -227,33 +278,22 @@ class Cron(Recurrence):
             return None
         return found  # type: ignore[no-any-return]
 
-    def next_after(self, moment: datetime, anchor: datetime) -> datetime | None:
-        local = to_wall_clock(moment, self.timezone).replace(second=0, microsecond=0)
-        for _ in range(MAX_LOOKAHEAD):
-            found = self._first_after(local)
-            if found is None:
-                return None
-            fire = to_timeline(found, self.timezone)
-            if fire > moment:
-                return fire
-            local = found  # an ambiguous hour: this wall time already fired
-        return None  # pragma: no cover
+    def _wall_after(self, local: datetime, anchor: datetime) -> datetime | None:
+        return self._first_after(local)
 
-    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
-        # Start a minute past the wall time so a fire exactly at ``moment`` counts,
-        # then step back over wall times that land after ``moment`` (DST).
-        local = to_wall_clock(moment, self.timezone).replace(second=0, microsecond=0)
-        local += timedelta(minutes=1)
-        for _ in range(MAX_LOOKAHEAD):
-            try:
-                found = croniter(self.expression, local, day_or=True).get_prev(datetime)
-            except (ValueError, KeyError):
-                return None
-            fire = to_timeline(found, self.timezone)
-            if fire <= moment and self.next_after(fire - timedelta(microseconds=1), anchor) == fire:
-                return fire
-            local = found
-        return None  # pragma: no cover
+    def _wall_before(self, local: datetime, anchor: datetime) -> datetime | None:
+        try:
+            found = croniter(self.expression, local, day_or=True).get_prev(datetime)
+        except (ValueError, KeyError):
+            return None
+        return found  # type: ignore[no-any-return]
+
+    def _search_after(self, moment: datetime) -> datetime:
+        return to_wall_clock(moment, self.timezone).replace(second=0, microsecond=0)
+
+    def _search_before(self, moment: datetime) -> datetime:
+        # A minute past the wall time, so a fire exactly at ``moment`` counts.
+        return self._search_after(moment) + timedelta(minutes=1)
 
     def describe(self) -> str:
         return self.expression
@@ -318,7 +358,7 @@ _RRULE_PARTS = {
 
 
 @dataclass(frozen=True)
-class RRule(Recurrence):
+class RRule(WallClockRule):
     """An RFC 5545 recurrence rule (``FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23``), read
     with python-dateutil, in ``timezone``.
 
@@ -347,31 +387,17 @@ class RRule(Recurrence):
     def _rule(self, start: datetime) -> rrule | rruleset:
         return rrulestr(self.rule, dtstart=start.replace(hour=0, minute=0, second=0, microsecond=0))
 
-    def next_after(self, moment: datetime, anchor: datetime) -> datetime | None:
-        rule = self._rule(to_wall_clock(anchor, self.timezone))
-        local = to_wall_clock(moment, self.timezone)
-        for _ in range(MAX_LOOKAHEAD):
-            found: datetime | None = rule.after(local, inc=False)
-            if found is None:
-                return None
-            fire = to_timeline(found, self.timezone)
-            if fire > moment:
-                return fire
-            local = found
-        return None  # pragma: no cover
+    def _wall_after(self, local: datetime, anchor: datetime) -> datetime | None:
+        found: datetime | None = self._rule(to_wall_clock(anchor, self.timezone)).after(
+            local, inc=False
+        )
+        return found
 
-    def latest_at_or_before(self, moment: datetime, anchor: datetime) -> datetime | None:
-        rule = self._rule(to_wall_clock(anchor, self.timezone))
-        local = to_wall_clock(moment, self.timezone) + timedelta(hours=3)  # past any DST shift
-        for _ in range(MAX_LOOKAHEAD):
-            found: datetime | None = rule.before(local, inc=False)
-            if found is None:
-                return None
-            fire = to_timeline(found, self.timezone)
-            if fire <= moment and self.next_after(fire - timedelta(microseconds=1), anchor) == fire:
-                return fire
-            local = found
-        return None  # pragma: no cover
+    def _wall_before(self, local: datetime, anchor: datetime) -> datetime | None:
+        found: datetime | None = self._rule(to_wall_clock(anchor, self.timezone)).before(
+            local, inc=False
+        )
+        return found
 
     def describe(self) -> str:
         return f"RRULE:{self.rule}"

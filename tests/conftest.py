@@ -121,6 +121,15 @@ def start_worker() -> Iterator[type[WorkerProcess]]:
         worker.kill()
 
 
+def drain(clock, **options: object) -> None:
+    """Run every due task in this process, as a worker's loop would."""
+    from background_task.worker import Worker
+
+    worker = Worker(clock=clock, sleep=0.01, **options)  # type: ignore[arg-type]
+    while worker.step():
+        pass
+
+
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

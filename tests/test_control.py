@@ -20,19 +20,11 @@ from background_task.models import CompletedTask, Task
 from background_task.pruning import parse_duration, prune_expired
 from background_task.registry import Tasks
 from background_task.schedules import TaskSchedule
-from background_task.worker import Worker
-from tests.conftest import subprocess_env
+from tests.conftest import drain, subprocess_env
 from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_all(clock) -> None:
-    """Run every due task in this process."""
-    worker = Worker(clock=clock, sleep=0.01)
-    while worker.step():
-        pass
 
 
 # -- handles ------------------------------------------------------------------------
@@ -41,7 +33,7 @@ def run_all(clock) -> None:
 def test_a_queued_task_is_a_handle_that_follows_it_into_the_history(clock):
     task = fixtures.add(2, 3, schedule=0)
     assert (task.status, task.ready, task.result, task.error) == (WAITING, False, None, None)
-    run_all(clock)
+    drain(clock)
     assert task.refresh() is task
     assert (task.status, task.ready, task.result, task.attempts) == (DONE, True, 5, 1)
     same = background_task.get_result(task.task_id)
@@ -50,7 +42,7 @@ def test_a_queued_task_is_a_handle_that_follows_it_into_the_history(clock):
 
 def test_the_error_of_the_last_failed_attempt(clock):
     task = fixtures.fail_invalid(schedule=0)
-    run_all(clock)
+    drain(clock)
     task.refresh()
     assert task.status == ERROR and task.ready
     assert task.error["exception_class_path"] == "background_task.exceptions.InvalidTaskError"
@@ -69,7 +61,7 @@ def test_wait_returns_when_finished_and_times_out_otherwise(clock):
 
     def finish() -> None:
         try:
-            run_all(clock)
+            drain(clock)
         finally:
             connections.close_all()  # this thread's own connection
 
@@ -90,7 +82,7 @@ def test_a_waiting_task_cancelled_never_runs(clock):
     task = fixtures.record("never", schedule=0)
     assert task.cancel() is True
     assert task.status == CANCELLED
-    run_all(clock)
+    drain(clock)
     assert not Execution.objects.exists()
     assert task.refresh().status == CANCELLED
     assert task.cancel() is False  # finished: nothing to do
@@ -101,7 +93,7 @@ def test_a_failed_or_cancelled_task_can_be_retried_under_the_same_id(clock):
     task.cancel()
     requeued = task.retry()
     assert requeued.task_id == task.task_id and requeued.status == WAITING
-    run_all(clock)
+    drain(clock)
     assert task.refresh().status == DONE
     with pytest.raises(ValueError, match="Only failed or cancelled tasks"):
         task.retry()
@@ -140,7 +132,7 @@ def test_cancel_with_force_kills_the_process_running_it(start_worker):
 
 def test_a_task_asks_for_another_attempt_with_its_own_delay(clock):
     task = fixtures.asks_retry(delay=120, schedule=0)
-    run_all(clock)
+    drain(clock)
     row = Task.objects.get(pk=task.pk)
     assert row.attempts == 1 and row.run_at == clock.now + timedelta(seconds=120)
     assert row.errors[0]["message"] == "not ready yet"
@@ -149,7 +141,7 @@ def test_a_task_asks_for_another_attempt_with_its_own_delay(clock):
 def test_retry_without_a_delay_uses_the_backoff_and_stops_at_max_attempts(clock):
     task = fixtures.asks_retry(schedule=0)
     for _ in range(3):
-        run_all(clock)
+        drain(clock)
         clock.advance(3600)
     assert task.refresh().status == ERROR and task.attempts == 3
 
@@ -164,12 +156,12 @@ def test_a_bad_retry_delay_is_refused():
 
 def test_a_result_json_cannot_hold_fails_a_task_that_keeps_results(clock):
     task = fixtures.returns_object(schedule=0)
-    run_all(clock)
+    drain(clock)
     task.refresh()
     assert task.status == ERROR and task.attempts == 1  # not retried: it would fail again
     assert "returned a object, which JSON cannot store" in task.error["message"]
     legacy = fixtures.returns_object_legacy(schedule=0)
-    run_all(clock)
+    drain(clock)
     assert legacy.refresh().status == DONE and legacy.result is None  # as 1.2.8
 
 
@@ -177,7 +169,7 @@ def test_ttl_sets_when_the_history_row_expires_and_workers_prune_it(clock):
     task = fixtures.add(1, 2, schedule=0, ttl=timedelta(minutes=5))
     short = fixtures.short_lived(7, schedule=0)
     forever = fixtures.noop(schedule=0)
-    run_all(clock)
+    drain(clock)
     expiry = dict(CompletedTask.objects.values_list("task_id", "expires_at"))
     assert expiry[task.task_id] == clock.now + timedelta(minutes=5)
     assert expiry[short.task_id] == clock.now
@@ -190,7 +182,7 @@ def test_ttl_sets_when_the_history_row_expires_and_workers_prune_it(clock):
 @override_settings(BACKGROUND_TASK_RESULT_TTL=3600)
 def test_the_setting_is_the_default_ttl(clock):
     task = fixtures.noop(schedule=0)
-    run_all(clock)
+    drain(clock)
     assert CompletedTask.objects.get(task_id=task.task_id).expires_at == clock.now + timedelta(
         hours=1
     )
@@ -211,7 +203,7 @@ def test_prune_tasks_command(clock, capsys):
     for value in range(3):
         fixtures.add(value, 0, schedule=0)
     fixtures.fail_invalid(schedule=0)
-    run_all(clock)
+    drain(clock)
     CompletedTask.objects.update(run_at=old - timedelta(days=10))
     call_command("prune_tasks", "--older-than", "7d", "--status", "error", "--dry-run")
     assert "Would delete 1 finished task(s) (older than 7d)" in capsys.readouterr().out
@@ -277,11 +269,11 @@ def test_a_worker_passes_richer_arguments_and_fails_a_task_whose_model_row_is_go
 
     row = Row.objects.create(task_name="x", key="kept", worker_pid=1, started_at=timezone.now())
     task = fixtures.describe(row, timezone.now(), {Decimal("1.50"), Decimal("2")}, schedule=0)
-    run_all(clock)
+    drain(clock)
     assert task.refresh().result == ["kept", "datetime", ["1.50", "2"]]
     gone = fixtures.describe(row, timezone.now(), set(), schedule=0)
     row.delete()
-    run_all(clock)
+    drain(clock)
     gone.refresh()
     assert gone.status == ERROR and gone.attempts == 1  # not retried
     assert gone.error["exception_class_path"] == "background_task.exceptions.ArgumentGone"

@@ -17,17 +17,14 @@ from django.utils import timezone  # noqa: E402
 
 from background_task.backends import DatabaseBackend  # noqa: E402
 from background_task.models import CompletedTask, Task  # noqa: E402
-from background_task.worker import Worker  # noqa: E402
-from tests.conftest import subprocess_env  # noqa: E402
+from tests.conftest import drain, subprocess_env  # noqa: E402
 from tests.testapp import dtasks  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run_all(clock, backends=("default", "retrying")):
-    worker = Worker(clock=clock, sleep=0.01, backends=list(backends))
-    while worker.step():
-        pass
+    drain(clock, backends=list(backends))
 
 
 def test_enqueue_stores_a_row_and_returns_a_ready_result():

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from background_task.contrib import http
-from background_task.worker import Worker
+from tests.conftest import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,16 +58,10 @@ def server():
     httpd.server_close()
 
 
-def run_due(clock):
-    worker = Worker(clock=clock, sleep=0.01)
-    while worker.step():
-        pass
-
-
 def test_a_post_is_sent_by_the_worker_and_its_answer_kept(server, clock):
     task = http.post(f"{server}/hook", json={"order": 7}, headers={"X-Token": "s3cret"}, schedule=0)
     assert Handler.seen == []  # nothing is sent at call time
-    run_due(clock)
+    drain(clock)
     [request] = Handler.seen
     assert request == {
         "method": "POST",
@@ -84,7 +78,7 @@ def test_a_post_is_sent_by_the_worker_and_its_answer_kept(server, clock):
 def test_a_form_body_and_a_get(server, clock):
     http.post(f"{server}/form", data={"a": "1", "b": "x y"}, schedule=0)
     http.get(f"{server}/page?q=1", schedule=0)
-    run_due(clock)
+    drain(clock)
     form, page = sorted(Handler.seen, key=lambda r: r["method"], reverse=True)
     assert form["body"] == "a=1&b=x+y" and form["type"] == "application/x-www-form-urlencoded"
     assert page["method"] == "GET" and page["path"] == "/page?q=1"
@@ -94,20 +88,20 @@ def test_5xx_is_retried_with_backoff_and_4xx_fails_for_good(server, clock):
     Handler.failures_left = 1
     flaky = http.post(f"{server}/flaky", json={}, schedule=0)
     missing = http.post(f"{server}/missing", json={}, schedule=0)
-    run_due(clock)
+    drain(clock)
     flaky.refresh()
     missing.refresh()
     assert flaky.status == "waiting" and flaky.attempts == 1 and "503" in flaky.error["message"]
     assert missing.status == "error" and missing.attempts == 1
     assert missing.error["exception_class_path"] == "background_task.contrib.http.HTTPClientError"
     clock.advance(60)
-    run_due(clock)
+    drain(clock)
     assert flaky.refresh().status == "done" and flaky.result["status"] == 200
 
 
 def test_a_connection_error_is_retried(clock):
     task = http.post("http://127.0.0.1:9/closed", json={}, timeout=2, schedule=0)
-    run_due(clock)
+    drain(clock)
     task.refresh()
     assert task.status == "waiting" and "ConnectionError" in task.error["exception_class_path"]
 
