@@ -263,3 +263,14 @@ def test_log_file_gets_a_line_per_task_and_is_reopened_after_rotation(start_work
 def test_an_unwritable_log_file_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="--log-file"):
         call_command("process_tasks", "--burst", "--log-file", str(tmp_path / "no" / "such.log"))
+
+
+def test_backend_option_errors_are_clear():
+    import django
+
+    if django.VERSION < (6, 0):
+        with pytest.raises(CommandError, match=r"--backend needs Django 6\.0 or later"):
+            call_command("process_tasks", "--burst", "--backend", "default")
+    else:
+        with pytest.raises(CommandError, match="--backend:"):
+            call_command("process_tasks", "--burst", "--backend", "no-such-alias")
