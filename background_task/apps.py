@@ -7,7 +7,9 @@ from django.core import checks
 
 
 class BackgroundTasksAppConfig(AppConfig):
-    """Registers the system checks; does no database work at startup."""
+    """Registers the system checks and, in a web server process with
+    ``BACKGROUND_TASK_AUTOSTART``, starts the embedded worker; does no
+    database work at startup."""
 
     name = "background_task"
     verbose_name = "Background Tasks"
@@ -20,3 +22,7 @@ class BackgroundTasksAppConfig(AppConfig):
         from background_task.checks import check_settings
 
         checks.register(check_settings, "background_task")
+        # In a web server process only, and only with BACKGROUND_TASK_AUTOSTART.
+        from background_task.autostart import start_if_serving
+
+        start_if_serving()

@@ -14,10 +14,13 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from background_task.autostart import AutostartOptions
 
 _MISSING = object()
 
@@ -100,6 +103,13 @@ def _schedule_setting(value: Any) -> bool:
     return isinstance(value, dict)  # each entry is checked by check id E012
 
 
+def _autostart_setting(value: Any) -> bool:
+    from background_task.autostart import parse_options
+
+    parse_options(value)  # raises ValueError naming the bad part
+    return True
+
+
 def _timezone_name(value: Any) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -140,10 +150,17 @@ class SettingSpec:
         return self.names[0], default
 
     def problem(self) -> str | None:
-        """Describe what is wrong with the configured value, or return None."""
+        """Describe what is wrong with the configured value, or return None.
+
+        A validator may raise ValueError to say precisely what is wrong
+        (its message continues the sentence after the setting's name).
+        """
         name, value = self.raw()
-        if self.is_valid(value):
-            return None
+        try:
+            if self.is_valid(value):
+                return None
+        except ValueError as exc:
+            return f"{name} {exc}."
         return f"{name} must be {self.expected}, not {value!r}."
 
     def value(self) -> Any:
@@ -272,6 +289,14 @@ SPECS: dict[str, SettingSpec] = {
         "an IANA time zone name such as 'Europe/Berlin' (default: TIME_ZONE)",
         "background_task.E013",
     ),
+    "AUTOSTART": SettingSpec(
+        ("BACKGROUND_TASK_AUTOSTART",),
+        False,
+        _autostart_setting,
+        "True, False or a dict of options (workers, threads, queues, sleep, "
+        "restart_delay, log_file)",
+        "background_task.E019",
+    ),
 }
 
 
@@ -382,6 +407,13 @@ class AppSettings:
     def SCHEDULE_TIMEZONE(self) -> str:
         """The time zone cron and rrule times are read in (default TIME_ZONE)."""
         return str(SPECS["SCHEDULE_TIMEZONE"].value())
+
+    @property
+    def AUTOSTART(self) -> AutostartOptions | None:
+        """The embedded worker web servers start, or None (default: none)."""
+        from background_task.autostart import parse_options
+
+        return parse_options(SPECS["AUTOSTART"].value())
 
     # The 1.2.8 spellings of the same values.
     @property

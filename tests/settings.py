@@ -120,3 +120,9 @@ if django.VERSION >= (6, 0):
             "OPTIONS": {"MAX_ATTEMPTS": 3},
         },
     }
+
+# Embedded-worker tests switch BACKGROUND_TASK_AUTOSTART on (JSON) through the environment.
+if os.environ.get("BGTASK_AUTOSTART"):
+    import json
+
+    BACKGROUND_TASK_AUTOSTART = json.loads(os.environ["BGTASK_AUTOSTART"])
