@@ -1,4 +1,5 @@
-"""Admin for waiting/running tasks, the completed history, the live workers and schedules."""
+"""Admin for waiting/running tasks, the completed history, the live workers and
+schedules, and a dashboard page (``admin/background_task/task/dashboard/``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from background_task import scheduler, status
+from background_task import dashboard, scheduler, status
 from background_task.conf import app_settings
 from background_task.models import CompletedTask, Schedule, Task, WorkerProcess
 
@@ -114,6 +118,30 @@ def dec_priority(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]
 class TaskAdmin(BaseTaskAdmin):
     list_display = [*BaseTaskAdmin.list_display, "locked_by_pid_running"]
     actions = [run_now, inc_priority, dec_priority]
+    change_list_template = "admin/background_task/task/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        dashboard = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard_view),
+            name="background_task_dashboard",
+        )
+        return [dashboard, *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Queue depth, throughput, per-task statistics, failures, workers, schedules."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        window = request.GET.get("window", dashboard.DEFAULT_WINDOW)
+        if window not in dashboard.WINDOWS:
+            window = dashboard.DEFAULT_WINDOW
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Background tasks dashboard",
+            "opts": self.model._meta,
+            **dashboard.collect(timezone.now(), window),
+        }
+        return TemplateResponse(request, "admin/background_task/dashboard.html", context)
 
 
 @admin.action(description="Retry failed tasks", permissions=["delete"])

@@ -21,33 +21,39 @@ def _queue_name(queue: str | None) -> str:
     return queue if queue else "<default>"
 
 
-def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
-    """The state of the queue at ``now``, as JSON-friendly data."""
+def _empty_queue() -> dict[str, Any]:
+    return {"waiting": 0, "due": 0, "running": 0, "oldest_due_seconds": None}
+
+
+def queue_depths(now: datetime, using: str = "default") -> dict[str, dict[str, Any]]:
+    """Per queue: waiting, due and running tasks, and the age of the oldest due one.
+
+    Two grouped counts over the task table (which holds only unfinished tasks).
+    """
     pending = Task.objects.using(using)
-    history = CompletedTask.objects.using(using)
     queues: dict[str, dict[str, Any]] = {}
-
-    def queue(name: str | None) -> dict[str, Any]:
-        return queues.setdefault(
-            _queue_name(name),
-            {
-                "waiting": 0,
-                "due": 0,
-                "running": 0,
-                "oldest_due_seconds": None,
-                "failed_last_hour": 0,
-            },
-        )
-
     for row in pending.values("queue", "status").annotate(n=Count("id")).order_by():
-        entry = queue(row["queue"])
+        entry = queues.setdefault(_queue_name(row["queue"]), _empty_queue())
         if row["status"] in (status.WAITING, status.RUNNING):
             entry[row["status"]] += row["n"]
     due = pending.filter(status=status.WAITING, run_at__lte=now)
     for row in due.values("queue").annotate(n=Count("id"), oldest=Min("run_at")).order_by():
-        entry = queue(row["queue"])
+        entry = queues.setdefault(_queue_name(row["queue"]), _empty_queue())
         entry["due"] = row["n"]
         entry["oldest_due_seconds"] = round((now - row["oldest"]).total_seconds(), 1)
+    return queues
+
+
+def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
+    """The state of the queue at ``now``, as JSON-friendly data."""
+    history = CompletedTask.objects.using(using)
+    queues = queue_depths(now, using)
+    for entry in queues.values():
+        entry["failed_last_hour"] = 0
+
+    def queue(name: str | None) -> dict[str, Any]:
+        return queues.setdefault(_queue_name(name), {**_empty_queue(), "failed_last_hour": 0})
+
     hour_ago, minute_ago = now - timedelta(hours=1), now - timedelta(minutes=1)
     # In the history, run_at is when the task finished (1.2.8's meaning), and indexed.
     failed = history.filter(status=status.ERROR, run_at__gte=hour_ago)
@@ -56,14 +62,27 @@ def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
     finished = history.filter(run_at__gte=hour_ago).aggregate(
         hour=Count("id"), minute=Count("id", filter=Q(run_at__gte=minute_ago))
     )
+    return {
+        "at": now.isoformat(),
+        "queues": dict(sorted(queues.items())),
+        "finished_last_minute": finished["minute"],
+        "finished_last_hour": finished["hour"],
+        "workers": workers(now, using),
+        "schedules": schedules(using),
+    }
+
+
+def workers(now: datetime, using: str = "default") -> list[dict[str, Any]]:
+    """Registered worker and supervisor processes, their heartbeat age and load."""
     running_by_worker = dict(
-        pending.filter(status=status.RUNNING)
+        Task.objects.using(using)
+        .filter(status=status.RUNNING)
         .values_list("locked_by")
         .annotate(n=Count("id"))
         .order_by()
     )
     lost_after = app_settings.WORKER_LOST_AFTER
-    workers = [
+    return [
         {
             "worker_id": worker.worker_id,
             "kind": worker.kind,
@@ -76,7 +95,11 @@ def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
         }
         for worker in WorkerProcess.objects.using(using).order_by("host", "pid")
     ]
-    schedules = [
+
+
+def schedules(using: str = "default") -> list[dict[str, Any]]:
+    """Defined schedules, the next due first."""
+    return [
         {
             "name": schedule.name,
             "expression": schedule.expression,
@@ -85,11 +108,3 @@ def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
         }
         for schedule in Schedule.objects.using(using).filter(defined=True).order_by("next_run_at")
     ]
-    return {
-        "at": now.isoformat(),
-        "queues": dict(sorted(queues.items())),
-        "finished_last_minute": finished["minute"],
-        "finished_last_hour": finished["hour"],
-        "workers": workers,
-        "schedules": schedules,
-    }

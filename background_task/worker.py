@@ -24,7 +24,7 @@ from typing import Any
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from background_task import scheduler, status
+from background_task import metrics, scheduler, status
 from background_task.claim import ClaimRequest, get_strategy
 from background_task.conf import app_settings
 from background_task.exceptions import TaskNotRegistered
@@ -138,6 +138,7 @@ class Worker:
         self._thread_connections: dict[int, list[Any]] = {}
         self._last_maintenance = float("-inf")
         self._next_schedule_check = 0.0  # monotonic seconds
+        self._next_sample: datetime | None = None  # start of the next minute to sample
         self._schedules_synced = False
         self._schedule_due_in: float | None = None  # seconds from the last check
         self._retried_at_once = False  # a lost connection was retried without waiting
@@ -338,6 +339,9 @@ class Worker:
             self._last_maintenance = time.monotonic()
         if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
             self._fire_schedules(now)
+        if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
+            metrics.take_sample(now, self.using)
+            self._next_sample = metrics.minute_of(now) + metrics.SAMPLE_INTERVAL
         batch = self.strategy.claim(
             ClaimRequest(
                 self.worker_id,
