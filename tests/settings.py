@@ -109,6 +109,10 @@ BACKGROUND_TASK_SHUTDOWN_TIMEOUT = float(os.environ.get("BGTASK_SHUTDOWN_TIMEOUT
 BACKGROUND_TASK_HEARTBEAT_INTERVAL = float(os.environ.get("BGTASK_HEARTBEAT_INTERVAL", "5"))
 BACKGROUND_TASK_WORKER_LOST_AFTER = float(os.environ.get("BGTASK_WORKER_LOST_AFTER", "30"))
 
+# Django 6.1 configures email through MAILERS (EMAIL_BACKEND is deprecated).
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
 # django.tasks (Django 6.0+): two aliases served by background_task.
 if django.VERSION >= (6, 0):
     TASKS = {
