@@ -101,6 +101,7 @@ end = _datetime.now(_tz.utc) + _timedelta(days=3)
 def send_invoice(invoice_id, copy_to=None): ...
 
 invoices = [1, 2]
+task_id = send_invoice(0).task_id
 rows = [(3,), (4,)]
 from background_task.tasks import TaskSchedule
 value = 60
