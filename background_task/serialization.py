@@ -311,8 +311,8 @@ def dumps_params(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str 
 
 
 def _cannot_enqueue(task_name: str, problem: str) -> TypeError:
-    task = f" of task {task_name!r}" if task_name else ""
-    return TypeError(f"Cannot enqueue{task}: {problem}.")
+    task = f"task {task_name!r}" if task_name else "the task"
+    return TypeError(f"Cannot enqueue {task}: {problem}.")
 
 
 def loads_params(text: str) -> tuple[list[Any], dict[str, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import http.server
+import inspect
 import pathlib
 import re
 import sys
@@ -275,9 +276,12 @@ def run_code(example: Example, namespace: dict[str, object]) -> None:
         before = set(namespace)
         exec(compile(piece, f"{example.page}:{example.line}", "exec"), namespace)
         for name in sorted(set(namespace) - before):
-            if name.startswith("test_") and callable(namespace[name]):
+            function = namespace[name]
+            if name.startswith("test_") and callable(function):
                 mail.outbox = []
-                namespace[name](mailoutbox=mail.outbox)  # type: ignore[operator]
+                fixtures = {"mailoutbox": mail.outbox}
+                wanted = inspect.signature(function).parameters
+                function(**{key: value for key, value in fixtures.items() if key in wanted})
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
