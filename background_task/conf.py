@@ -103,11 +103,18 @@ def _schedule_setting(value: Any) -> bool:
     return isinstance(value, dict)  # each entry is checked by check id E012
 
 
-def _autostart_setting(value: Any) -> bool:
+def _autostart_problem(value: Any) -> str:
     from background_task.autostart import parse_options
 
-    parse_options(value)  # raises ValueError naming the bad part
-    return True
+    try:
+        parse_options(value)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def _autostart_setting(value: Any) -> bool:
+    return not _autostart_problem(value)
 
 
 def _timezone_name(value: Any) -> bool:
@@ -139,6 +146,9 @@ class SettingSpec:
     is_valid: Callable[[Any], bool]
     expected: str
     check_id: str
+    # Says precisely what is wrong with an invalid value (the message goes on
+    # after the setting's name); without it, ``expected`` is quoted.
+    explain: Callable[[Any], str] | None = None
 
     def raw(self) -> tuple[str, Any]:
         """Return the name that is set and its value, or the default."""
@@ -150,17 +160,12 @@ class SettingSpec:
         return self.names[0], default
 
     def problem(self) -> str | None:
-        """Describe what is wrong with the configured value, or return None.
-
-        A validator may raise ValueError to say precisely what is wrong
-        (its message continues the sentence after the setting's name).
-        """
+        """Describe what is wrong with the configured value, or return None."""
         name, value = self.raw()
-        try:
-            if self.is_valid(value):
-                return None
-        except ValueError as exc:
-            return f"{name} {exc}."
+        if self.is_valid(value):
+            return None
+        if self.explain is not None:
+            return f"{name} {self.explain(value)}."
         return f"{name} must be {self.expected}, not {value!r}."
 
     def value(self) -> Any:
@@ -296,6 +301,7 @@ SPECS: dict[str, SettingSpec] = {
         "True, False or a dict of options (workers, threads, queues, sleep, "
         "restart_delay, log_file)",
         "background_task.E019",
+        explain=_autostart_problem,
     ),
 }
 

@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 from django.db import models, transaction
 from django.utils import timezone
 
-from background_task.models import Task, creator_fields
+from background_task.inserting import insert_many, insert_one
+from background_task.models import Task, creator_fields, new_task_id
 from background_task.proxy import validate_options
 from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_fields
 from background_task.serialization import dumps_params, task_hash
@@ -129,8 +130,7 @@ def schedule_task(
         result_ttl=result_ttl,
     )
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
-        task.save(using=using, force_insert=True)
-        return task
+        return insert_one(task, using)
     with transaction.atomic(using=using):
         same = Task.objects.using(using).waiting_copies(task.task_hash)
         if remove_existing_tasks:
@@ -171,9 +171,15 @@ def bulk_schedule(
     bad item stores nothing. ``options`` are those of :func:`build_task`.
     """
     now = timezone.now()
-    rows = [
-        build_task(task_name, *split_call(index, item), now=now, **options)
-        for index, item in enumerate(calls)
-    ]
-    created: list[Task] = Task.objects.using(using).bulk_create(rows, batch_size=batch_size)
-    return created
+    items = iter(calls)
+    first = next(items, None)
+    if first is None:
+        return []
+    # The first call is built in full (validating the options); the others
+    # differ from it only in their arguments, their hash and their task id.
+    template = build_task(task_name, *split_call(0, first), now=now, **options)
+    varying = [(template.task_params, template.task_hash, template.task_id)]
+    for index, item in enumerate(items, start=1):
+        params = dumps_params(*split_call(index, item), task_name)
+        varying.append((params, task_hash(task_name, params), new_task_id()))
+    return insert_many(template, varying, batch_size=batch_size, using=using)

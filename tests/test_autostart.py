@@ -122,6 +122,10 @@ def test_not_started_in_the_test_process() -> None:
 AUTOSTART = {"restart_delay": 0.3, "sleep": 0.2}
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Server:
     """A web server child process in its own session, output kept in a file."""
 
@@ -137,6 +141,9 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # As in a terminal: a test run started in the background (by a
+            # non-interactive shell's "&") inherits SIGINT ignored.
+            preexec_fn=default_sigint,
         )
 
     def output(self) -> str:
@@ -151,7 +158,15 @@ class Server:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server did not exit:\n{self.output()}") from None
+            processes = subprocess.run(
+                ["ps", "-eo", "pid,ppid,pgid,stat,etime,args", "--forest"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            mine = [line for line in processes.splitlines() if "python" in line or "PID" in line]
+            raise AssertionError(
+                f"the server did not exit:\n{self.output()}\nprocesses:\n" + "\n".join(mine)
+            ) from None
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,197 @@
+"""INSERTs of task rows without the ORM's per-instance work.
+
+``Model.save()`` and ``bulk_create()`` prepare every field of every instance
+on every call. A queued task differs from its neighbours in a bulk call only
+in its arguments, their hash and its task id, so :func:`insert_many` prepares
+the other columns once, from a template row, and writes the rest as plain
+parameters of multi-row INSERTs (returning the new ids where the database
+can). :func:`insert_one` writes one built row the same way.
+
+:func:`insert_one` falls back to ``save()`` when anything listens to
+``pre_save``/``post_save`` of :class:`~background_task.models.Task`, so
+such receivers keep working (``bulk_create()``, like :func:`insert_many`,
+never sent them). Rows are built with ``Task(...)`` when anything listens to
+``pre_init``/``post_init``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
+
+from background_task.models import Task
+
+# Columns that differ from row to row in a bulk call.
+VARYING = ("task_params", "task_hash", "task_id")
+# JSON list columns a copied row must not share with its template.
+MUTABLE = ("errors", "worker_ids")
+
+
+def orm_needed() -> bool:
+    """Whether a receiver of Task's model signals must see the save."""
+    return pre_save.has_listeners(Task) or post_save.has_listeners(Task)
+
+
+class _Statement:
+    """The INSERT of every concrete column but the id, for one connection."""
+
+    def __init__(self, using: str) -> None:
+        self.connection = connections[using]
+        ops, features = self.connection.ops, self.connection.features
+        meta = Task._meta
+        self.fields = [field for field in meta.concrete_fields if not field.primary_key]
+        self.varying = [
+            next(i for i, f in enumerate(self.fields) if f.attname == name) for name in VARYING
+        ]
+        columns = ", ".join(ops.quote_name(str(field.column)) for field in self.fields)
+        self.prefix = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) VALUES "
+        self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        self.pk_column = str(meta.pk.column)
+        pk_column = ops.quote_name(self.pk_column)
+        self.returning_many = bool(features.can_return_rows_from_bulk_insert)
+        self.returning_one = bool(features.can_return_columns_from_insert)
+        self.returning = f" RETURNING {pk_column}"
+        self.max_rows = max(1, ops.bulk_batch_size(self.fields, [None] * 10_000))
+
+    def prepare(self, task: Task) -> list[Any]:
+        """Every column's database value for ``task`` (as the ORM would send it)."""
+        return [
+            field.get_db_prep_save(field.pre_save(task, add=True), connection=self.connection)
+            for field in self.fields
+        ]
+
+    def many(self, base: list[Any], rows: list[tuple[str, str, str]]) -> tuple[str, list[Any]]:
+        """One multi-row INSERT: ``base`` with the varying columns of each row."""
+        params: list[Any] = []
+        first, second, third = self.varying
+        for row in rows:
+            values = base.copy()
+            values[first], values[second], values[third] = row
+            params.extend(values)
+        return self.prefix + ", ".join([self.row] * len(rows)), params
+
+
+class _PostgresStatement(_Statement):
+    """On PostgreSQL, many rows as three arrays: the driver parses a short
+    statement once instead of a placeholder per column and row."""
+
+    def __init__(self, using: str) -> None:
+        super().__init__(using)
+        self.max_rows = 10_000
+        ops = self.connection.ops
+        names = ", ".join(ops.quote_name(str(field.column)) for field in self.fields)
+        selected = []
+        for index, field in enumerate(self.fields):
+            if index in self.varying:
+                selected.append(f"u.{VARYING[self.varying.index(index)]}")
+            else:
+                selected.append(f"%s::{field.db_type(self.connection)}")
+        self.unnest = (
+            f"INSERT INTO {ops.quote_name(Task._meta.db_table)} ({names}) "
+            f"SELECT {', '.join(selected)} FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            f"WITH ORDINALITY AS u({', '.join(VARYING)}, n) ORDER BY u.n"
+        )
+
+    def many(self, base: list[Any], rows: list[tuple[str, str, str]]) -> tuple[str, list[Any]]:
+        constants = [value for index, value in enumerate(base) if index not in self.varying]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return self.unnest, [*constants, *columns]
+
+
+_statements: dict[tuple[str, int], _Statement] = {}
+
+
+def _statement(using: str) -> _Statement:
+    connection = connections[using]
+    key = (using, id(connection.settings_dict))
+    statement = _statements.get(key)
+    if statement is None:
+        kind = _PostgresStatement if connection.vendor == "postgresql" else _Statement
+        statement = _statements[key] = kind(using)
+    return statement
+
+
+def _saved(task: Task, using: str) -> Task:
+    task._state.adding = False
+    task._state.db = using
+    return task
+
+
+def insert_one(task: Task, using: str | None = None) -> Task:
+    """Insert one built, unsaved row and set its id; returns it."""
+    alias = using or "default"
+    if orm_needed():
+        task.save(using=alias, force_insert=True)
+        return task
+    statement = _statement(alias)
+    if not task.locked_by:
+        task.locked_by = None  # as Task.save() does
+    values = statement.prepare(task)
+    sql = statement.prefix + statement.row
+    with statement.connection.cursor() as cursor:
+        if statement.returning_one:
+            cursor.execute(sql + statement.returning, values)
+            task.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, values)
+            task.pk = statement.connection.ops.last_insert_id(
+                cursor, Task._meta.db_table, statement.pk_column
+            )
+    return _saved(task, alias)
+
+
+def insert_many(
+    template: Task,
+    varying: Iterable[tuple[str, str, str]],
+    *,
+    batch_size: int = 1000,
+    using: str | None = None,
+) -> list[Task]:
+    """Insert rows equal to ``template`` but for (task_params, task_hash,
+    task_id) from ``varying``; returns the saved rows, in order.
+
+    The ids are set where the database returns them from a multi-row INSERT
+    (PostgreSQL, SQLite, MariaDB); on MySQL they stay None, as with
+    ``bulk_create()``, and ``task_id`` identifies each row.
+    """
+    alias = using or "default"
+    rows = list(varying)
+    statement = _statement(alias)
+    if not template.locked_by:
+        template.locked_by = None
+    base = statement.prepare(template)
+    per_batch = max(1, min(batch_size, statement.max_rows))
+    ids: list[Any] = []
+    with transaction.atomic(using=alias, savepoint=False), statement.connection.cursor() as cursor:
+        for start in range(0, len(rows), per_batch):
+            sql, params = statement.many(base, rows[start : start + per_batch])
+            if statement.returning_many:
+                cursor.execute(sql + statement.returning, params)
+                ids.extend(found[0] for found in cursor.fetchall())
+            else:
+                cursor.execute(sql, params)
+    fast = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
+    tasks = [_copy(template, alias, *row, fast=fast) for row in rows]
+    if ids:
+        for task, pk in zip(tasks, ids, strict=True):
+            task.pk = pk
+    return tasks
+
+
+def _copy(template: Task, using: str, params: str, hash_: str, task_id: str, *, fast: bool) -> Task:
+    """A saved-looking copy of ``template`` with its own arguments and ids."""
+    if fast:
+        task = Task.__new__(Task)
+        task.__dict__.update(template.__dict__)
+        task._state = ModelState()
+        for name in MUTABLE:  # each row gets its own lists
+            task.__dict__[name] = list(template.__dict__[name])
+    else:
+        values = [getattr(template, field.attname) for field in Task._meta.concrete_fields]
+        task = Task(*values)
+    task.task_params, task.task_hash, task.task_id = params, hash_, task_id
+    return _saved(task, using)

@@ -1,0 +1,75 @@
+"""The INSERTs that skip the ORM's per-instance work write what the ORM would."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models.signals import post_init, post_save
+from django.forms.models import model_to_dict
+
+from background_task.inserting import insert_one
+from background_task.models import Task
+from background_task.rows import build_task
+from tests.testapp import tasks as fixtures
+
+pytestmark = pytest.mark.django_db
+
+SKIP = {"id", "task_id"}
+
+
+def columns(task: Task) -> dict[str, object]:
+    row = Task.objects.get(pk=task.pk)
+    return {k: v for k, v in model_to_dict(row).items() if k not in SKIP} | {
+        "enqueued_at": row.enqueued_at,
+        "task_id": row.task_id,
+    }
+
+
+def test_one_row_equals_what_save_writes(django_user_model) -> None:
+    from django.utils import timezone
+
+    creator = django_user_model.objects.create(username="c")
+    now = timezone.now()
+    options = dict(priority=3, queue="q", verbose_name="v", creator=creator, repeat=3600,
+                   max_attempts=4, timeout=2.5, on_worker_lost="fail", result_ttl=60)  # fmt: skip
+    fast = insert_one(build_task("a.b", [1, "x"], {"k": [1, 2]}, now=now, **options))
+    slow = build_task("a.b", [1, "x"], {"k": [1, 2]}, now=now, **options)
+    slow.save(force_insert=True)
+    assert fast.pk is not None and not fast._state.adding and fast._state.db == "default"
+    assert Task.objects.get(pk=fast.pk).task_id == fast.task_id
+    fast_columns, slow_columns = columns(fast), columns(slow)
+    assert fast_columns.pop("task_id") != slow_columns.pop("task_id")
+    assert fast_columns == slow_columns
+
+
+def test_bulk_rows_have_their_own_ids_arguments_and_lists() -> None:
+    rows = fixtures.record.bulk([("a",), ("b",), ("c",)], batch_size=2)
+    stored = {t.task_id: t for t in Task.objects.all()}
+    assert [stored[r.task_id].task_params for r in rows] == [r.task_params for r in rows]
+    assert len({r.task_id for r in rows}) == len({r.task_hash for r in rows}) == 3
+    if rows[0].pk is not None:  # MySQL does not return ids from multi-row INSERTs
+        assert [stored[r.task_id].pk for r in rows] == [r.pk for r in rows]
+    rows[0].errors.append({"x": 1})
+    assert rows[1].errors == []
+    assert all(not r._state.adding for r in rows)
+
+
+def test_receivers_of_model_signals_still_see_the_rows() -> None:
+    saved, built = [], []
+
+    def on_save(sender, instance, created, **kwargs):
+        saved.append((instance.task_name, created))
+
+    def on_init(sender, instance, **kwargs):
+        built.append(instance)
+
+    post_save.connect(on_save, sender=Task)
+    post_init.connect(on_init, sender=Task)
+    try:
+        fixtures.noop()
+        before = len(built)
+        fixtures.record.bulk([("a",), ("b",)])
+    finally:
+        post_save.disconnect(on_save, sender=Task)
+        post_init.disconnect(on_init, sender=Task)
+    assert saved == [("tests.testapp.tasks.noop", True)]
+    assert len(built) - before >= 2  # the bulk rows were built with Task(...)
