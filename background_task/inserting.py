@@ -44,11 +44,28 @@ class _Statement:
         ops, features = self.connection.ops, self.connection.features
         meta = Task._meta
         self.fields = [field for field in meta.concrete_fields if not field.primary_key]
+        self.automatic = [
+            bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+            for field in self.fields
+        ]
         self.varying = [
             next(i for i, f in enumerate(self.fields) if f.attname == name) for name in VARYING
         ]
-        columns = ", ".join(ops.quote_name(str(field.column)) for field in self.fields)
-        self.prefix = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) VALUES "
+        self.columns = [ops.quote_name(str(field.column)) for field in self.fields]
+        self.table = ops.quote_name(meta.db_table)
+        self.prefix = f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES "
+        # Values a CharField/TextField/BooleanField would pass through unchanged.
+        self.plain = [
+            (str, bool)[field.get_internal_type() == "BooleanField"]
+            if field.get_internal_type() in ("CharField", "TextField", "BooleanField")
+            else None
+            for field in self.fields
+        ]
+        # Columns whose value is usually their default get it as an SQL literal
+        # when it is: fewer parameters to adapt and send per call.
+        self.literals = [_default_literal(field) for field in self.fields]
+        self.literal_sql = [literal[1] if literal else "%s" for literal in self.literals]
+        self.single_sql: dict[tuple[tuple[int, bool], ...], str] = {}
         self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
         self.pk_column = str(meta.pk.column)
         pk_column = ops.quote_name(self.pk_column)
@@ -58,11 +75,52 @@ class _Statement:
         self.max_rows = max(1, ops.bulk_batch_size(self.fields, [None] * 10_000))
 
     def prepare(self, task: Task) -> list[Any]:
-        """Every column's database value for ``task`` (as the ORM would send it)."""
-        return [
-            field.get_db_prep_save(field.pre_save(task, add=True), connection=self.connection)
-            for field in self.fields
-        ]
+        """Every column's database value for ``task`` (as the ORM would send it).
+
+        NULLs need no preparing, and only auto_now(_add) fields change in
+        ``pre_save``; skipping both halves the cost of a row.
+        """
+        connection, values = self.connection, task.__dict__
+        prepared = []
+        for field, automatic in zip(self.fields, self.automatic, strict=True):
+            value = field.pre_save(task, add=True) if automatic else values[field.attname]
+            if value is not None:
+                value = field.get_db_prep_save(value, connection=connection)
+            prepared.append(value)
+        return prepared
+
+    def one(self, task: Task) -> tuple[str, list[Any]]:
+        """The INSERT of one row, naming only its non-NULL columns (the others
+        default to NULL): shorter to send, bind and parse than all of them."""
+        connection, values = self.connection, task.__dict__
+        present: list[tuple[int, bool]] = []
+        params: list[Any] = []
+        for index, field in enumerate(self.fields):
+            value = (
+                field.pre_save(task, add=True) if self.automatic[index] else values[field.attname]
+            )
+            if value is None:
+                continue
+            literal = self.literals[index]
+            if literal is not None and type(value) is type(literal[0]) and value == literal[0]:
+                present.append((index, True))
+                continue
+            if type(value) is not self.plain[index]:
+                value = field.get_db_prep_save(value, connection=connection)
+            present.append((index, False))
+            params.append(value)
+        key = tuple(present)
+        sql = self.single_sql.get(key)
+        if sql is None:
+            columns = ", ".join(self.columns[index] for index, _ in present)
+            placeholders = ", ".join(
+                self.literal_sql[index] if is_literal else "%s" for index, is_literal in present
+            )
+            sql = f"INSERT INTO {self.table} ({columns}) VALUES ({placeholders})"
+            if self.returning_one:
+                sql += self.returning
+            self.single_sql[key] = sql
+        return sql, params
 
     def many(self, base: list[Any], rows: list[tuple[str, str, str]]) -> tuple[str, list[Any]]:
         """One multi-row INSERT: ``base`` with the varying columns of each row."""
@@ -102,6 +160,22 @@ class _PostgresStatement(_Statement):
         return self.unnest, [*constants, *columns]
 
 
+def _default_literal(field: Any) -> tuple[Any, str] | None:
+    """(default value, its SQL literal) for simple constant defaults, else None."""
+    if not field.has_default():
+        return None
+    default = field.get_default()
+    if type(default) is bool:
+        return default, ("TRUE" if default else "FALSE")
+    if type(default) is int:
+        return default, str(default)
+    if type(default) is str and (default == "" or (default.isascii() and default.isalnum())):
+        return default, f"'{default}'"
+    if default == [] and field.get_internal_type() == "JSONField":
+        return [], "'[]'"
+    return None
+
+
 _statements: dict[tuple[str, int], _Statement] = {}
 
 
@@ -130,14 +204,12 @@ def insert_one(task: Task, using: str | None = None) -> Task:
     statement = _statement(alias)
     if not task.locked_by:
         task.locked_by = None  # as Task.save() does
-    values = statement.prepare(task)
-    sql = statement.prefix + statement.row
+    sql, values = statement.one(task)
     with statement.connection.cursor() as cursor:
+        cursor.execute(sql, values)
         if statement.returning_one:
-            cursor.execute(sql + statement.returning, values)
             task.pk = cursor.fetchone()[0]
         else:
-            cursor.execute(sql, values)
             task.pk = statement.connection.ops.last_insert_id(
                 cursor, Task._meta.db_table, statement.pk_column
             )

@@ -284,10 +284,24 @@ def _describe(where: str, exc: _Unstorable) -> str:
 
 def dumps_params(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str = "") -> str:
     """Serialize call arguments, or raise TypeError naming the argument at fault."""
+    return params_dumper()(args, kwargs, task_name)
+
+
+def params_dumper() -> Callable[[Sequence[Any], Mapping[str, Any], str], str]:
+    """The function :func:`dumps_params` uses now: the project's serializer
+    or the built-in one (look it up once for many calls)."""
     custom = _custom_serializer()
-    if custom is not None:
+    if custom is None:
+        return _dumps_builtin
+
+    def dumps(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str = "") -> str:
         text: str = custom.dumps(list(args), dict(kwargs))
         return text
+
+    return dumps
+
+
+def _dumps_builtin(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str = "") -> str:
     encoded_args = []
     for index, value in enumerate(args):
         try:

@@ -47,8 +47,10 @@ def eager() -> bool:
     override = _override.get()
     if override is not None:
         return override
-    from background_task.conf import app_settings
+    from background_task.conf import app_settings, is_set
 
+    if not is_set("BACKGROUND_TASK_RUN_IMMEDIATELY"):  # the common case, checked per call
+        return False
     return app_settings.RUN_IMMEDIATELY
 
 

@@ -53,6 +53,7 @@ def test_every_scenario_runs_and_reports():
     figures = report["results"]["sqlite"]
     expected = {
         "raw_insert",
+        "raw_bulk",
         "enqueue_single",
         "enqueue_bulk",
         "raw_claim",
@@ -67,3 +68,4 @@ def test_every_scenario_runs_and_reports():
     assert set(figures) == expected
     assert all(value > 0 for values in figures.values() for value in values)
     assert "x raw_insert" in result.stdout and "x raw_claim" in result.stdout
+    assert "x raw_bulk" in result.stdout
