@@ -27,6 +27,7 @@ from background_task.models import Task
 
 # Columns that differ from row to row in a bulk call.
 VARYING = ("task_params", "task_hash", "task_id")
+Varying = tuple[str, str, str]  # one row's (task_params, task_hash, task_id)
 # JSON list columns a copied row must not share with its template.
 MUTABLE = ("errors", "worker_ids")
 
@@ -122,42 +123,51 @@ class _Statement:
             self.single_sql[key] = sql
         return sql, params
 
-    def many(self, base: list[Any], rows: list[tuple[str, str, str]]) -> tuple[str, list[Any]]:
-        """One multi-row INSERT: ``base`` with the varying columns of each row."""
+    def write_many(
+        self, cursor: Any, base: list[Any], rows: list[tuple[str, str, str]]
+    ) -> list[Any]:
+        """Insert ``base`` with the varying columns of each row, as one
+        multi-row INSERT; return the new ids (none where the database cannot
+        return them)."""
         params: list[Any] = []
         first, second, third = self.varying
         for row in rows:
             values = base.copy()
             values[first], values[second], values[third] = row
             params.extend(values)
-        return self.prefix + ", ".join([self.row] * len(rows)), params
+        sql = self.prefix + ", ".join([self.row] * len(rows))
+        if not self.returning_many:
+            cursor.execute(sql, params)
+            return []
+        cursor.execute(sql + self.returning, params)
+        return [found[0] for found in cursor.fetchall()]
 
 
 class _PostgresStatement(_Statement):
-    """On PostgreSQL, many rows as three arrays: the driver parses a short
-    statement once instead of a placeholder per column and row."""
+    """On PostgreSQL, many rows go through COPY, the server's bulk-load path:
+    no statement to parse per batch and no placeholder per value. The ids
+    are drawn from the table's sequence first, so the rows keep them."""
 
     def __init__(self, using: str) -> None:
         super().__init__(using)
         self.max_rows = 10_000
-        ops = self.connection.ops
-        names = ", ".join(ops.quote_name(str(field.column)) for field in self.fields)
-        selected = []
-        for index, field in enumerate(self.fields):
-            if index in self.varying:
-                selected.append(f"u.{VARYING[self.varying.index(index)]}")
-            else:
-                selected.append(f"%s::{field.db_type(self.connection)}")
-        self.unnest = (
-            f"INSERT INTO {ops.quote_name(Task._meta.db_table)} ({names}) "
-            f"SELECT {', '.join(selected)} FROM unnest(%s::text[], %s::text[], %s::text[]) "
-            f"WITH ORDINALITY AS u({', '.join(VARYING)}, n) ORDER BY u.n"
-        )
+        columns = ", ".join([self.connection.ops.quote_name(self.pk_column), *self.columns])
+        self.copy = f"COPY {self.table} ({columns}) FROM STDIN"
+        self.ids = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
 
-    def many(self, base: list[Any], rows: list[tuple[str, str, str]]) -> tuple[str, list[Any]]:
-        constants = [value for index, value in enumerate(base) if index not in self.varying]
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        return self.unnest, [*constants, *columns]
+    def write_many(
+        self, cursor: Any, base: list[Any], rows: list[tuple[str, str, str]]
+    ) -> list[Any]:
+        cursor.execute(self.ids, [Task._meta.db_table, self.pk_column, len(rows)])
+        ids = [found[0] for found in cursor.fetchall()]
+        first, second, third = self.varying
+        driver_cursor = cursor.cursor  # psycopg's, under Django's wrapper
+        with driver_cursor.copy(self.copy) as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                values = base.copy()
+                values[first], values[second], values[third] = row
+                copy.write_row([pk, *values])
+        return ids
 
 
 def _default_literal(field: Any) -> tuple[Any, str] | None:
@@ -240,12 +250,7 @@ def insert_many(
     ids: list[Any] = []
     with transaction.atomic(using=alias, savepoint=False), statement.connection.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
-            sql, params = statement.many(base, rows[start : start + per_batch])
-            if statement.returning_many:
-                cursor.execute(sql + statement.returning, params)
-                ids.extend(found[0] for found in cursor.fetchall())
-            else:
-                cursor.execute(sql, params)
+            ids.extend(statement.write_many(cursor, base, rows[start : start + per_batch]))
     fast = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
     tasks = [_copy(template, alias, *row, fast=fast) for row in rows]
     if ids:

@@ -73,3 +73,26 @@ def test_receivers_of_model_signals_still_see_the_rows() -> None:
         post_init.disconnect(on_init, sender=Task)
     assert saved == [("tests.testapp.tasks.noop", True)]
     assert len(built) - before >= 2  # the bulk rows were built with Task(...)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_rows_wake_listening_workers_on_postgresql() -> None:
+    """COPY fires the table's statement trigger, so idle workers hear of bulk rows."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    settings = connection.settings_dict
+    listener = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
+        password=settings["PASSWORD"], dbname=settings["NAME"], autocommit=True,
+    )  # fmt: skip
+    try:
+        listener.execute("LISTEN background_task")
+        rows = fixtures.record.bulk([("a",), ("b",)])
+        assert [row.pk for row in rows] == sorted(Task.objects.values_list("pk", flat=True))
+        assert list(listener.notifies(timeout=5, stop_after=1))
+    finally:
+        listener.close()
