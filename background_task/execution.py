@@ -26,6 +26,7 @@ from background_task import signals, status
 from background_task.conf import FAIL, app_settings
 from background_task.control import CurrentTask, reset_current, set_current
 from background_task.exceptions import BackgroundTaskError, InvalidTaskError, Retry, TaskCancelled
+from background_task.inserting import insert_history
 from background_task.models import CompletedTask, Task, TaskQuerySet
 from background_task.registry import Tasks
 from background_task.retry import DEFAULT_POLICY, RetryPolicy
@@ -308,11 +309,12 @@ class TaskExecutor:
                 )
                 if deleted != len(ids):
                     raise _SomeClaimLost
-            CompletedTask.objects.using(self.using).bulk_create(
+            insert_history(
                 [
-                    self._completed(task, finished, status=status.DONE, result_json=result)
+                    self._completed_values(task, finished, status=status.DONE, result_json=result)
                     for task, result, finished in pending
-                ]
+                ],
+                using=self.using,
             )
             repetitions = [
                 repetition
@@ -347,8 +349,11 @@ class TaskExecutor:
 
     def _completed(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
         """The history row of a finished attempt by this worker."""
+        return CompletedTask(**self._completed_values(task, now, **values))
+
+    def _completed_values(self, task: Task, now: datetime, **values: Any) -> dict[str, Any]:
         values.setdefault("worker_ids", [*(task.worker_ids or []), self.worker_id])
-        return task.completed_task(
+        return task.completed_values(
             now, attempts=task.attempts + 1, expires_at=task.expiry(now), **values
         )
 

@@ -17,9 +17,11 @@ never sent them). Rows are built with ``Task(...)`` when anything listens to
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.conf import settings
+from django.db import connections, models, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
@@ -38,12 +40,13 @@ def orm_needed() -> bool:
 
 
 class _Statement:
-    """The INSERT of every concrete column but the id, for one connection."""
+    """The INSERT of every concrete column but the id of ``model``, for one connection."""
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, model: type[models.Model] = Task) -> None:
         self.connection = connections[using]
+        self.model = model
         ops, features = self.connection.ops, self.connection.features
-        meta = Task._meta
+        meta = model._meta
         self.fields = [field for field in meta.concrete_fields if not field.primary_key]
         self.automatic = [
             bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
@@ -55,13 +58,13 @@ class _Statement:
         self.columns = [ops.quote_name(str(field.column)) for field in self.fields]
         self.table = ops.quote_name(meta.db_table)
         self.prefix = f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES "
-        # Values a CharField/TextField/BooleanField would pass through unchanged.
-        self.plain = [
-            (str, bool)[field.get_internal_type() == "BooleanField"]
-            if field.get_internal_type() in ("CharField", "TextField", "BooleanField")
-            else None
-            for field in self.fields
-        ]
+        # Values the field would pass through unchanged: str for CharField and
+        # TextField, bool for BooleanField, and on PostgreSQL (whose driver
+        # takes aware datetimes as they are) datetime for DateTimeField.
+        passing = {"CharField": str, "TextField": str, "BooleanField": bool}
+        if self.connection.vendor == "postgresql" and getattr(settings, "USE_TZ", False):
+            passing["DateTimeField"] = datetime
+        self.plain = [passing.get(field.get_internal_type()) for field in self.fields]
         # Columns whose value is usually their default get it as an SQL literal
         # when it is: fewer parameters to adapt and send per call.
         self.literals = [_default_literal(field) for field in self.fields]
@@ -74,6 +77,24 @@ class _Statement:
         self.returning_one = bool(features.can_return_columns_from_insert)
         self.returning = f" RETURNING {pk_column}"
         self.max_rows = max(1, ops.bulk_batch_size(self.fields, [None] * 10_000))
+
+    def prepare_values(self, values: dict[str, Any]) -> list[Any]:
+        """Every column's database value from ``{attname: value}`` (a missing
+        one gets the field's default); for models without auto_now fields."""
+        connection = self.connection
+        prepared = []
+        for field, plain in zip(self.fields, self.plain, strict=True):
+            value = values[field.attname] if field.attname in values else field.get_default()
+            if value is not None and not _passes(value, plain):
+                value = field.get_db_prep_save(value, connection=connection)
+            prepared.append(value)
+        return prepared
+
+    def write_rows(self, cursor: Any, rows: list[list[Any]]) -> None:
+        """Insert prepared rows with one multi-row INSERT (ids not wanted)."""
+        cursor.execute(
+            self.prefix + ", ".join([self.row] * len(rows)), [v for row in rows for v in row]
+        )
 
     def prepare(self, task: Task) -> list[Any]:
         """Every column's database value for ``task`` (as the ORM would send it).
@@ -106,7 +127,7 @@ class _Statement:
             if literal is not None and type(value) is type(literal[0]) and value == literal[0]:
                 present.append((index, True))
                 continue
-            if type(value) is not self.plain[index]:
+            if not _passes(value, self.plain[index]):
                 value = field.get_db_prep_save(value, connection=connection)
             present.append((index, False))
             params.append(value)
@@ -123,9 +144,7 @@ class _Statement:
             self.single_sql[key] = sql
         return sql, params
 
-    def write_many(
-        self, cursor: Any, base: list[Any], rows: list[tuple[str, str, str]]
-    ) -> list[Any]:
+    def write_many(self, cursor: Any, base: list[Any], rows: list[Varying]) -> list[Any]:
         """Insert ``base`` with the varying columns of each row, as one
         multi-row INSERT; return the new ids (none where the database cannot
         return them)."""
@@ -148,26 +167,43 @@ class _PostgresStatement(_Statement):
     no statement to parse per batch and no placeholder per value. The ids
     are drawn from the table's sequence first, so the rows keep them."""
 
-    def __init__(self, using: str) -> None:
-        super().__init__(using)
+    def __init__(self, using: str, model: type[models.Model] = Task) -> None:
+        super().__init__(using, model)
         self.max_rows = 10_000
         columns = ", ".join([self.connection.ops.quote_name(self.pk_column), *self.columns])
         self.copy = f"COPY {self.table} ({columns}) FROM STDIN"
         self.ids = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
 
-    def write_many(
-        self, cursor: Any, base: list[Any], rows: list[tuple[str, str, str]]
-    ) -> list[Any]:
-        cursor.execute(self.ids, [Task._meta.db_table, self.pk_column, len(rows)])
+    def write_rows(self, cursor: Any, rows: list[list[Any]]) -> None:
+        columns = ", ".join(self.columns)
+        # The driver's cursor, under Django's wrapper: errors still come out
+        # as Django's (IntegrityError, OperationalError, ...).
+        with (
+            self.connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    def write_many(self, cursor: Any, base: list[Any], rows: list[Varying]) -> list[Any]:
+        cursor.execute(self.ids, [self.model._meta.db_table, self.pk_column, len(rows)])
         ids = [found[0] for found in cursor.fetchall()]
         first, second, third = self.varying
         driver_cursor = cursor.cursor  # psycopg's, under Django's wrapper
-        with driver_cursor.copy(self.copy) as copy:
+        with self.connection.wrap_database_errors, driver_cursor.copy(self.copy) as copy:
             for pk, row in zip(ids, rows, strict=True):
                 values = base.copy()
                 values[first], values[second], values[third] = row
                 copy.write_row([pk, *values])
         return ids
+
+
+def _passes(value: Any, plain: type | None) -> bool:
+    """Whether ``value`` goes to the driver as it is (its field's preparation
+    would return it unchanged)."""
+    if type(value) is not plain:
+        return False
+    return not isinstance(value, datetime) or value.tzinfo is not None
 
 
 def _default_literal(field: Any) -> tuple[Any, str] | None:
@@ -186,17 +222,32 @@ def _default_literal(field: Any) -> tuple[Any, str] | None:
     return None
 
 
-_statements: dict[tuple[str, int], _Statement] = {}
+_statements: dict[tuple[str, int, type[models.Model]], _Statement] = {}
 
 
-def _statement(using: str) -> _Statement:
+def _statement(using: str, model: type[models.Model] = Task) -> _Statement:
     connection = connections[using]
-    key = (using, id(connection.settings_dict))
+    key = (using, id(connection.settings_dict), model)
     statement = _statements.get(key)
     if statement is None:
         kind = _PostgresStatement if connection.vendor == "postgresql" else _Statement
-        statement = _statements[key] = kind(using)
+        statement = _statements[key] = kind(using, model)
     return statement
+
+
+def insert_history(rows: list[dict[str, Any]], using: str | None = None) -> None:
+    """Insert CompletedTask rows given as ``{attname: value}`` (missing
+    columns get their defaults), without building model instances; like
+    ``bulk_create()``, it sends no model signals and sets no ids."""
+    from background_task.models import CompletedTask
+
+    if not rows:
+        return
+    statement = _statement(using or "default", CompletedTask)
+    prepared = [statement.prepare_values(row) for row in rows]
+    with statement.connection.cursor() as cursor:
+        for start in range(0, len(prepared), statement.max_rows):
+            statement.write_rows(cursor, prepared[start : start + statement.max_rows])
 
 
 def _saved(task: Task, using: str) -> Task:

@@ -9,6 +9,7 @@ attempt and per-task limits.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -487,16 +488,16 @@ class Task(BaseTask):
         self.attempts += 1
         Task.objects.filter(pk=self.pk).update(attempts=models.F("attempts") + 1)
 
-    def completed_task(self, now: datetime, **overrides: Any) -> CompletedTask:
-        """Build the unsaved history row for this task, finished at ``now``."""
-        values = {
-            field.attname: getattr(self, field.attname)
-            for field in CompletedTask._meta.concrete_fields
-            if not field.primary_key and hasattr(self, field.attname)
-        }
+    def completed_values(self, now: datetime, **overrides: Any) -> dict[str, Any]:
+        """The column values of this task's history row, finished at ``now``."""
+        values = {name: getattr(self, name) for name in _history_attnames() if hasattr(self, name)}
         values.update(run_at=now, finished_at=now)
         values.update(overrides)
-        return CompletedTask(**values)
+        return values
+
+    def completed_task(self, now: datetime, **overrides: Any) -> CompletedTask:
+        """Build the unsaved history row for this task, finished at ``now``."""
+        return CompletedTask(**self.completed_values(now, **overrides))
 
     def create_completed_task(self) -> CompletedTask:
         """Insert and return the CompletedTask row for this task (1.2.8 API)."""
@@ -594,6 +595,13 @@ class CompletedTask(BaseTask):
             CompletedTask.objects.using(self._state.db).filter(pk=self.pk).delete()
             task.save(using=self._state.db, force_insert=True)
         return task
+
+
+@functools.cache
+def _history_attnames() -> tuple[str, ...]:
+    return tuple(
+        field.attname for field in CompletedTask._meta.concrete_fields if not field.primary_key
+    )
 
 
 def find_task(task_id: str, using: str | None = None) -> Task | CompletedTask:
