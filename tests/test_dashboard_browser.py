@@ -67,6 +67,7 @@ def browser():
 
 def test_dashboard_in_chromium(live_server, browser, tmp_path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     User.objects.create_superuser("admin", "a@example.com", "secret-pw")
     now = timezone.now()
@@ -98,8 +99,12 @@ def test_dashboard_in_chromium(live_server, browser, tmp_path) -> None:
     browser.find_element(By.NAME, "username").send_keys("admin")
     browser.find_element(By.NAME, "password").send_keys("secret-pw")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda page: "/login/" not in page.current_url)  # logged in
     browser.get(live_server.url + reverse("admin:background_task_task_changelist"))
+    wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, ".object-tools a"))
     browser.find_element(By.CSS_SELECTOR, ".object-tools a[href$='/dashboard/']").click()
+    wait.until(lambda page: "dashboard" in page.title)
 
     assert "Background tasks dashboard" in browser.title
     figures = browser.find_element(By.ID, "bgtask-figures").text
