@@ -3,9 +3,13 @@
 ``Model.save()`` and ``bulk_create()`` prepare every field of every instance
 on every call. A queued task differs from its neighbours in a bulk call only
 in its arguments, their hash and its task id, so :func:`insert_many` prepares
-the other columns once, from a template row, and writes the rest as plain
-parameters of multi-row INSERTs (returning the new ids where the database
-can). :func:`insert_one` writes one built row the same way.
+the other columns once, from a template row, and sends the rows with
+``COPY`` on PostgreSQL (ids drawn from the sequence first) or as multi-row
+INSERTs elsewhere (returning the new ids where the database can).
+:func:`insert_one` writes one built row, naming only its non-NULL columns.
+:func:`insert_history` writes the worker's history rows from column values.
+One statement class per database: :class:`_Statement`, and
+:class:`_PostgresStatement` for COPY.
 
 :func:`insert_one` falls back to ``save()`` when anything listens to
 ``pre_save``/``post_save`` of :class:`~background_task.models.Task`, so
