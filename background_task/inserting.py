@@ -73,7 +73,14 @@ class _Statement:
         # when it is: fewer parameters to adapt and send per call.
         self.literals = [_default_literal(field) for field in self.fields]
         self.literal_sql = [literal[1] if literal else "%s" for literal in self.literals]
-        self.single_sql: dict[tuple[tuple[int, bool], ...], str] = {}
+        self.single_sql: dict[tuple[int, ...], str] = {}
+        #: Per column, what :meth:`one` needs, in one tuple.
+        self.plan = [
+            (index, field.attname, field, automatic, literal[0] if literal else None, plain)
+            for index, (field, automatic, literal, plain) in enumerate(
+                zip(self.fields, self.automatic, self.literals, self.plain, strict=True)
+            )
+        ]
         self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
         self.pk_column = str(meta.pk.column)
         pk_column = ops.quote_name(self.pk_column)
@@ -119,34 +126,31 @@ class _Statement:
         """The INSERT of one row, naming only its non-NULL columns (the others
         default to NULL): shorter to send, bind and parse than all of them."""
         connection, values = self.connection, task.__dict__
-        present: list[tuple[int, bool]] = []
+        shape: list[int] = []  # column index; bitwise-inverted where the SQL holds a literal
         params: list[Any] = []
-        for index, field in enumerate(self.fields):
-            value = (
-                field.pre_save(task, add=True) if self.automatic[index] else values[field.attname]
-            )
+        for index, attname, field, automatic, literal, plain in self.plan:
+            value = field.pre_save(task, add=True) if automatic else values[attname]
             if value is None:
                 continue
-            literal = self.literals[index]
-            if literal is not None and type(value) is type(literal[0]) and value == literal[0]:
-                present.append((index, True))
+            if literal is not None and type(value) is type(literal) and value == literal:
+                shape.append(~index)
                 continue
-            if not _passes(value, self.plain[index]):
+            if not _passes(value, plain):
                 value = field.get_db_prep_save(value, connection=connection)
-            present.append((index, False))
+            shape.append(index)
             params.append(value)
-        key = tuple(present)
+        key = tuple(shape)
         sql = self.single_sql.get(key)
         if sql is None:
-            columns = ", ".join(self.columns[index] for index, _ in present)
-            placeholders = ", ".join(
-                self.literal_sql[index] if is_literal else "%s" for index, is_literal in present
-            )
-            sql = f"INSERT INTO {self.table} ({columns}) VALUES ({placeholders})"
-            if self.returning_one:
-                sql += self.returning
-            self.single_sql[key] = sql
+            sql = self.single_sql[key] = self.single_insert(key)
         return sql, params
+
+    def single_insert(self, shape: tuple[int, ...]) -> str:
+        """The INSERT for one row of this shape (see :meth:`one`)."""
+        columns = ", ".join(self.columns[i if i >= 0 else ~i] for i in shape)
+        placeholders = ", ".join("%s" if i >= 0 else self.literal_sql[~i] for i in shape)
+        sql = f"INSERT INTO {self.table} ({columns}) VALUES ({placeholders})"
+        return sql + self.returning if self.returning_one else sql
 
     def write_many(self, cursor: Any, base: list[Any], rows: list[Varying]) -> list[Any]:
         """Insert ``base`` with the varying columns of each row, as one

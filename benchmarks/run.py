@@ -50,7 +50,9 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
     "backlog_drain": ("tasks/s", "drain_1p", "first --size tasks of a --backlog queue, 1 process"),
     "latency_p50": ("ms", None, "enqueue commit to task start, idle worker, default options"),
     "latency_p95": ("ms", None, "as above, 95th percentile"),
+    "latency_call_p50": ("ms", None, "as latency_p50, but from before the task() call"),
     "worker_rss": ("MB", None, "peak RSS of the worker process in drain_1p"),
+    "idle_cpu": ("% core", None, "CPU time of an idle worker over --idle-seconds (latency run)"),
 }
 
 
@@ -100,6 +102,12 @@ def main() -> int:
         "--repeat", type=int, default=3, help="repetitions of each scenario (default 3)"
     )
     parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long the latency run watches its idle worker's CPU time (default 10)",
+    )
     parser.add_argument("--only", help="comma-separated scenarios to run")
     parser.add_argument(
         "--output", default=os.path.join(ROOT, "bench-results"), help="folder for the JSON"
@@ -263,6 +271,16 @@ def rss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a running process (Linux), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drained_rate(expected: int) -> float:
@@ -488,11 +506,19 @@ def scenario_latency(size: int) -> float:
     worker = subprocess.Popen(
         [sys.executable, "-m", "django", "process_tasks"], env=worker_env(), cwd=ROOT
     )
-    samples = []
+    samples: list[float] = []
+    from_call: list[float] = []
     try:
         time.sleep(2)  # let it start and go idle
+        before = cpu_seconds(worker.pid)
+        time.sleep(OPTIONS["idle_seconds"])
+        after = cpu_seconds(worker.pid)
+        if before is not None and after is not None:
+            EXTRA["idle_cpu"].append(100 * (after - before) / OPTIONS["idle_seconds"])
         for _ in range(OPTIONS["latency_samples"]):
-            task = stamp(time.time())
+            sent = time.time()
+            task = stamp(sent)
+            committed = time.time()  # autocommit: the INSERT is committed once stamp() returns
             deadline = time.monotonic() + 30
             while True:
                 row = (
@@ -501,7 +527,9 @@ def scenario_latency(size: int) -> float:
                     .first()
                 )
                 if row is not None:
-                    samples.append(json.loads(row) * 1000)
+                    started_at = json.loads(row)
+                    samples.append((started_at - committed) * 1000)
+                    from_call.append((started_at - sent) * 1000)
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError("a latency probe did not run within 30s")
@@ -512,16 +540,26 @@ def scenario_latency(size: int) -> float:
         worker.wait(30)
     samples.sort()
     EXTRA["latency_p95"].append(samples[min(len(samples) - 1, int(len(samples) * 0.95))])
+    EXTRA["latency_call_p50"].append(statistics.median(from_call))
     return statistics.median(samples)
 
 
-EXTRA: dict[str, list[float]] = {"worker_rss": [], "latency_p95": []}
+EXTRA: dict[str, list[float]] = {
+    "worker_rss": [],
+    "latency_p95": [],
+    "latency_call_p50": [],
+    "idle_cpu": [],
+}
 OPTIONS: dict[str, Any] = {}
 
 
 def child(args: argparse.Namespace) -> int:
     setup_django()
-    OPTIONS.update(backlog=args.backlog, latency_samples=args.latency_samples)
+    OPTIONS.update(
+        backlog=args.backlog,
+        latency_samples=args.latency_samples,
+        idle_seconds=args.idle_seconds,
+    )
     scenarios: dict[str, Callable[[int], float]] = {
         "raw_insert": scenario_raw_insert,
         "raw_bulk": scenario_raw_bulk,

@@ -37,6 +37,8 @@ def test_every_scenario_runs_and_reports():
             "1",
             "--latency-samples",
             "2",
+            "--idle-seconds",
+            "0.5",
             "--output",
             out,
         ],
@@ -63,9 +65,13 @@ def test_every_scenario_runs_and_reports():
         "backlog_drain",
         "latency_p50",
         "latency_p95",
+        "latency_call_p50",
         "worker_rss",
+        "idle_cpu",
     }
     assert set(figures) == expected
+    idle = figures.pop("idle_cpu")
     assert all(value > 0 for values in figures.values() for value in values)
+    assert len(idle) == 1 and 0 <= idle[0] <= 100 * os.cpu_count()
     assert "x raw_insert" in result.stdout and "x raw_claim" in result.stdout
     assert "x raw_bulk" in result.stdout

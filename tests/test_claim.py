@@ -1,10 +1,11 @@
 """The claim strategy of the current database: contract, concurrency, index use."""
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection, connections
+from django.test import override_settings
 from django.utils import timezone
 
 from background_task import status
@@ -68,6 +69,39 @@ def test_limit_names_and_queues(strategy):
     assert len(strategy.claim(request(names=["tests.testapp.tasks.noop"]))) == 1
     assert Task.objects.filter(task_name="unknown.name", status=status.WAITING).count() == 1
     assert strategy.claim(request(limit=0)) == []
+
+
+def test_a_reused_strategy_claims_with_each_requests_time_and_worker(strategy):
+    """Claim statements are compiled once per shape; time, worker and token vary per claim."""
+    now = timezone.now()
+    later = fixtures.noop(schedule=600)
+    soon = fixtures.noop()
+    first = strategy.claim(request(worker_id="w1", limit=5, now=now + timedelta(seconds=1)))
+    assert [t.pk for t in first] == [soon.pk]
+    assert first[0].locked_at == now + timedelta(seconds=1)
+    second = strategy.claim(request(worker_id="w2", limit=5, now=now + timedelta(seconds=601)))
+    assert [t.pk for t in second] == [later.pk]
+    assert second[0].locked_by == "w2" and second[0].locked_at == now + timedelta(seconds=601)
+    assert first[0].claim_token != second[0].claim_token
+
+
+def test_claimed_tasks_read_back_as_the_orm_reads_them(strategy):
+    fixtures.add(1, 2, verbose_name="check", priority=3, queue="q", schedule=0)
+    (claimed,) = strategy.claim(request(queues=["q"]))
+    stored = Task.objects.get(pk=claimed.pk)
+    for field in Task._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(stored, field.attname), field.name
+    assert claimed.params() == ([1, 2], {})
+    assert not claimed._state.adding and claimed._state.db == "default"
+
+
+@override_settings(USE_TZ=False)
+def test_claims_with_naive_times_when_time_zones_are_off(strategy):
+    task = Task.objects.new_task("tests.testapp.tasks.noop", [1])
+    task.run_at = datetime.now()
+    task.save()
+    (claimed,) = strategy.claim(request(now=datetime.now() + timedelta(seconds=1)))
+    assert claimed.pk == task.pk and claimed.locked_at.tzinfo is None
 
 
 def test_concurrent_claims_never_overlap(strategy):

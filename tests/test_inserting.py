@@ -72,7 +72,24 @@ def test_receivers_of_model_signals_still_see_the_rows() -> None:
         post_save.disconnect(on_save, sender=Task)
         post_init.disconnect(on_init, sender=Task)
     assert saved == [("tests.testapp.tasks.noop", True)]
+    assert [t.task_name for t in built[:before]] == ["tests.testapp.tasks.noop"]
     assert len(built) - before >= 2  # the bulk rows were built with Task(...)
+
+
+def test_rows_built_without_model_init_match_task_init() -> None:
+    from django.utils import timezone
+
+    from background_task.rows import new_row
+
+    values = {"task_name": "a.b", "task_params": "[[], {}]", "priority": 2,
+              "run_at": timezone.now(), "queue": "q"}  # fmt: skip
+    fast, slow = new_row(values), Task(**values)
+    for field in Task._meta.concrete_fields:
+        if field.name != "task_id":
+            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
+    assert fast.task_id and fast.task_id != new_row(values).task_id
+    assert fast._state.adding and fast._state.db is None
+    assert fast.errors is not new_row(values).errors  # mutable defaults are not shared
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from typing import Any
 
 from background_task.claim.returning import ReturningClaimStrategy
 
@@ -26,8 +27,8 @@ class SQLiteClaimStrategy(ReturningClaimStrategy):
     passing database error.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._version: int | None = None
 
     @staticmethod

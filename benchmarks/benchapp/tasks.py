@@ -17,5 +17,5 @@ def sleep_10ms(i: int = 0) -> None:
 
 @background
 def stamp(sent: float) -> float:
-    """Return how long after ``sent`` (a time.time() of the enqueuer) this started."""
-    return time.time() - sent
+    """Return the time.time() at which this started (``sent`` only tells probes apart)."""
+    return time.time()
