@@ -67,10 +67,15 @@ class ClaimStrategy:
             return []
         self.before_claim()
         token = uuid.uuid4().hex
-        if not self.claim_ids(request, token):
+        tried = self.claim_ids(request, token)
+        if not tried:
             return []
+        # By primary key: claim_token has no index (it would cost every claim
+        # an index update), and a scan for it grows with the table.
         return list(
-            Task.objects.using(self.connection.alias).filter(claim_token=token).in_claim_order()
+            Task.objects.using(self.connection.alias)
+            .filter(pk__in=tried, claim_token=token)
+            .in_claim_order()
         )
 
     def before_claim(self) -> None:
@@ -88,8 +93,10 @@ class ClaimStrategy:
     def close(self) -> None:
         """Release what :meth:`wait` holds (a listening connection, say)."""
 
-    def claim_ids(self, request: ClaimRequest, token: str) -> int:
-        """Mark the claimed rows with ``token``; return how many were claimed."""
+    def claim_ids(self, request: ClaimRequest, token: str) -> list[int]:
+        """Mark the claimed rows with ``token``; return the ids it tried to
+        claim (those now holding ``token`` are among them), or [] if none
+        was claimed."""
         raise NotImplementedError
 
     def claim_values(self, request: ClaimRequest, token: str) -> dict[str, object]:

@@ -1,8 +1,6 @@
-"""Claiming on any database: one UPDATE over a sliced subquery."""
+"""Claiming on any database: read the candidate ids, then one compare-and-set UPDATE."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from background_task import status
 from background_task.claim.base import ClaimRequest, ClaimStrategy
@@ -10,22 +8,23 @@ from background_task.models import Task
 
 
 class GenericClaimStrategy(ClaimStrategy):
-    """``UPDATE ... WHERE id IN (SELECT id ... LIMIT n) AND status = 'waiting'``.
+    """``SELECT id ... LIMIT n``, then ``UPDATE ... WHERE id IN (...) AND status = 'waiting'``.
 
-    One statement, so it is atomic on its own. Where two workers race for the
-    same rows, the database serialises the UPDATEs and the loser re-checks
-    ``status`` and claims fewer rows; nobody gets a row twice.
+    Where two workers race for the same rows, the database serialises the
+    UPDATEs and the loser re-checks ``status`` and claims fewer rows; nobody
+    gets a row twice.
     """
 
-    def claim_ids(self, request: ClaimRequest, token: str) -> int:
-        ids: Any = self.candidates(request).values("id")[: request.limit]
-        if not self.connection.features.allow_sliced_subqueries_with_in:
-            # Read the ids first; the status condition below keeps it a
-            # compare-and-set, so a row another worker took is not taken again.
-            ids = [row["id"] for row in ids]
-        updated: int = (
+    def claim_ids(self, request: ClaimRequest, token: str) -> list[int]:
+        # The ids are read first, so the claimed rows can be read back by
+        # primary key; the status condition keeps the UPDATE a
+        # compare-and-set, so a row another worker took is not taken again.
+        ids = list(self.candidates(request).values_list("id", flat=True)[: request.limit])
+        if not ids:
+            return []
+        updated = (
             Task.objects.using(self.connection.alias)
             .filter(id__in=ids, status=status.WAITING)
             .update(**self.claim_values(request, token))
         )
-        return updated
+        return ids if updated else []

@@ -17,7 +17,7 @@ class SkipLockedClaimStrategy(ClaimStrategy):
 
     supports_skip_locked = True
 
-    def claim_ids(self, request: ClaimRequest, token: str) -> int:
+    def claim_ids(self, request: ClaimRequest, token: str) -> list[int]:
         alias = self.connection.alias
         with transaction.atomic(using=alias):
             ids = list(
@@ -26,7 +26,7 @@ class SkipLockedClaimStrategy(ClaimStrategy):
                 .values_list("id", flat=True)[: request.limit]
             )
             if not ids:
-                return 0
+                return []
             values = self.claim_values(request, token)
-            updated: int = Task.objects.using(alias).filter(id__in=ids).update(**values)
-            return updated
+            updated = Task.objects.using(alias).filter(id__in=ids).update(**values)
+            return ids if updated else []
