@@ -161,3 +161,37 @@ def test_claim_query_uses_the_claim_index():
     query = strategy.candidates(request(limit=50, now=now)).values("id")[:50]
     plan = query.explain()
     assert "background_task_claim_desc" in plan, plan
+
+
+def test_claim_statement_reads_claimed_rows_by_primary_key_without_statistics():
+    """Without planner statistics (nobody ran ANALYZE) the UPDATE of a
+    one-statement claim must still find its rows by primary key: a walk of
+    the status index would cost every claim the whole queue."""
+    strategy = get_strategy()
+    if not hasattr(strategy, "statement"):
+        pytest.skip("this database claims with an ORM UPDATE ... WHERE id IN (ids)")
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("DROP TABLE IF EXISTS sqlite_stat1")
+    now = timezone.now()
+    rows = [Task.objects.new_task("tests.testapp.tasks.noop", [i]) for i in range(20000)]
+    for row in rows:
+        row.run_at = now - timedelta(seconds=1)
+    Task.objects.bulk_create(rows, batch_size=2000)
+    claim = request(limit=50, now=now)
+    statement = strategy.statement(claim)
+    params = list(statement.params)
+    for position in statement.now_positions:
+        params[position] = strategy.adapt(now)
+    params[statement.token_position] = "explain"
+    params[statement.worker_position] = "w1"
+    with connection.cursor() as cursor:
+        prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+        cursor.execute(prefix + statement.sql, params)
+        plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+    found_by_key = {
+        "sqlite": "USING INTEGER PRIMARY KEY",
+        "postgresql": "Index Scan using background_task_pkey",
+    }[connection.vendor]
+    assert found_by_key in plan, plan
+    assert "background_task_claim_desc" in plan, plan

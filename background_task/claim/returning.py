@@ -51,6 +51,8 @@ class ReturningClaimStrategy(ClaimStrategy):
     candidate_suffix = ""
     #: How the UPDATE selects the candidate ids; ``{id}`` and ``{subquery}`` are filled in.
     membership = "{id} IN ({subquery})"
+    #: Written after the UPDATE's table name (SQLite: ``NOT INDEXED``).
+    target_suffix = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -137,7 +139,8 @@ class ReturningClaimStrategy(ClaimStrategy):
         columns = ", ".join(quote(str(field.column)) for field in self._fields)
         chosen = self.membership.format(id=quote("id"), subquery=subquery + self.candidate_suffix)
         sql = (
-            f"UPDATE {quote(str(Task._meta.db_table))} SET {', '.join(assignments)} "
+            f"UPDATE {quote(str(Task._meta.db_table))}{self.target_suffix} "
+            f"SET {', '.join(assignments)} "
             f"WHERE {chosen} AND {quote('status')} = %s RETURNING {columns}"
         )
         return ClaimStatement(
