@@ -53,11 +53,19 @@ STALL_LIMIT = 10  # a live same-host worker keeps its tasks this many WORKER_LOS
 _reported_stalls: set[str] = set()  # silent live workers already logged by this process
 
 
-def running_worker(pid: int) -> bool:
-    """True if ``pid`` is a live (not zombie) ``process_tasks`` process on this host.
+#: Command-line arguments that mark a worker process (see :func:`running_worker`).
+WORKER_ARGUMENTS = frozenset({b"process_tasks", b"background_task._embedded"})
 
-    Reads ``/proc``; where there is none, answers False, so the worker is
-    judged by its heartbeats alone.
+
+def running_worker(pid: int) -> bool:
+    """True if ``pid`` is a live (not zombie) worker process on this host:
+    ``process_tasks`` is one of its arguments, or it is the embedded worker
+    (``-m background_task._embedded``) that BACKGROUND_TASK_AUTOSTART runs.
+
+    Whole arguments are compared, so a program that merely mentions the
+    name (``vim process_tasks.py``, a test run of ``test_process_tasks.py``)
+    holding a reused pid is no worker. Reads ``/proc``; where there is none,
+    answers False, so the worker is judged by its heartbeats alone.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -66,7 +74,8 @@ def running_worker(pid: int) -> bool:
             command = cmdline.read()
     except (OSError, IndexError):
         return False
-    return state not in (b"Z", b"X") and b"process_tasks" in command
+    arguments = set(command.split(b"\0"))
+    return state not in (b"Z", b"X") and not arguments.isdisjoint(WORKER_ARGUMENTS)
 
 
 def silent_but_running(using: str, worker_ids: set[str], lost_after: float) -> set[str]:

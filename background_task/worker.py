@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from background_task import metrics, scheduler, status
@@ -55,6 +55,7 @@ DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
 CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
 FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
+SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
 # Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
 # reaches a worker directly and again as forwarded by its supervisor.
 SAME_SIGNAL_WINDOW = 0.1
@@ -139,6 +140,7 @@ class Worker:
         self._last_maintenance = float("-inf")
         self._next_schedule_check = 0.0  # monotonic seconds
         self._next_sample: datetime | None = None  # start of the next minute to sample
+        self._sampler: threading.Thread | None = None
         self._schedules_synced = False
         self._schedule_due_in: float | None = None  # seconds from the last check
         self._retried_at_once = False  # a lost connection was retried without waiting
@@ -279,6 +281,8 @@ class Worker:
             pass
         finally:
             self._shutdown()
+            if self._sampler is not None:
+                self._sampler.join(SAMPLER_JOIN_TIMEOUT)
             self.liveness.stop()
             self.liveness = None
             self._close_stop_pipe()
@@ -340,8 +344,7 @@ class Worker:
         if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
             self._fire_schedules(now)
         if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
-            metrics.take_sample(now, self.using)
-            self._next_sample = metrics.minute_of(now) + metrics.SAMPLE_INTERVAL
+            self._sample_in_background(now)
         batch = self.strategy.claim(
             ClaimRequest(
                 self.worker_id,
@@ -390,6 +393,28 @@ class Worker:
             scheduler.fire_due(self.registry, now, self.using)
             due = scheduler.next_due(self.registry, self.using)
         self._schedule_due_in = None if due is None else max(0.0, (due - now).total_seconds())
+
+    def _sample_in_background(self, now: datetime) -> None:
+        """Take this minute's queue sample on a thread of its own.
+
+        Counting a queue of a million tasks takes seconds on some databases;
+        the claim loop must not wait for it, nor the heartbeats.
+        """
+        if self._sampler is not None and self._sampler.is_alive():
+            return  # the last one is still counting; try again next step
+        self._next_sample = metrics.minute_of(now) + metrics.SAMPLE_INTERVAL
+        self._sampler = threading.Thread(
+            target=self._take_sample, args=(now,), name="bgtask-sample", daemon=True
+        )
+        self._sampler.start()
+
+    def _take_sample(self, now: datetime) -> None:
+        try:
+            metrics.take_sample(now, self.using)
+        except DatabaseError as exc:
+            logger.warning("Could not take the queue sample for the dashboard (%s).", exc)
+        finally:
+            connections.close_all()  # this thread's own connections
 
     def _flush_if_due(self) -> None:
         pending = self.executor.pending

@@ -266,10 +266,16 @@ def test_a_dead_process_or_another_program_is_no_running_worker(lookalike):
     from background_task.liveness import running_worker
 
     assert running_worker(lookalike.pid)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    other = subprocess.Popen(sleep)
+    mentions = subprocess.Popen([*sleep, "tests/test_process_tasks.py", "process_tasks.log"])
+    embedded = subprocess.Popen([*sleep, "-m", "background_task._embedded"])
     try:
         assert not running_worker(other.pid)
+        assert not running_worker(mentions.pid)  # names it, but is no worker
+        assert running_worker(embedded.pid)  # BACKGROUND_TASK_AUTOSTART's worker
     finally:
-        other.kill()
-        other.wait()
+        for process in (other, mentions, embedded):
+            process.kill()
+            process.wait()
     assert not running_worker(other.pid)  # reaped: gone
