@@ -20,7 +20,8 @@ never sent them). Rows are built with ``Task(...)`` when anything listens to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -88,6 +89,8 @@ class _Statement:
         self.returning_one = bool(features.can_return_columns_from_insert)
         self.returning = f" RETURNING {pk_column}"
         self.max_rows = max(1, ops.bulk_batch_size(self.fields, [None] * 10_000))
+        #: Many rows go through COPY (not multi-row INSERTs) in :meth:`write_many`.
+        self.copies = False
 
     def prepare_values(self, values: dict[str, Any]) -> list[Any]:
         """Every column's database value from ``{attname: value}`` (a missing
@@ -152,17 +155,21 @@ class _Statement:
         sql = f"INSERT INTO {self.table} ({columns}) VALUES ({placeholders})"
         return sql + self.returning if self.returning_one else sql
 
-    def write_many(self, cursor: Any, base: list[Any], rows: list[Varying]) -> list[Any]:
-        """Insert ``base`` with the varying columns of each row, as one
-        multi-row INSERT; return the new ids (none where the database cannot
-        return them)."""
+    def write_many(
+        self, cursor: Any, base: list[Any], source: Iterator[Varying], n: int, taken: list[Varying]
+    ) -> list[Any]:
+        """Insert ``base`` with the varying columns of the next ``n`` rows of
+        ``source`` (appended to ``taken``), as one multi-row INSERT; return
+        the new ids (none where the database cannot return them)."""
         params: list[Any] = []
         first, second, third = self.varying
-        for row in rows:
+        for _ in range(n):
+            row = next(source)
+            taken.append(row)
             values = base.copy()
             values[first], values[second], values[third] = row
             params.extend(values)
-        sql = self.prefix + ", ".join([self.row] * len(rows))
+        sql = self.prefix + ", ".join([self.row] * n)
         if not self.returning_many:
             cursor.execute(sql, params)
             return []
@@ -177,7 +184,8 @@ class _PostgresStatement(_Statement):
 
     def __init__(self, using: str, model: type[models.Model] = Task) -> None:
         super().__init__(using, model)
-        self.max_rows = 10_000
+        self.max_rows = 10_000  # rows per COPY: bounds the ids drawn at once
+        self.copies = True
         columns = ", ".join([self.connection.ops.quote_name(self.pk_column), *self.columns])
         self.copy = f"COPY {self.table} ({columns}) FROM STDIN"
         self.ids = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
@@ -193,17 +201,34 @@ class _PostgresStatement(_Statement):
             for row in rows:
                 copy.write_row(row)
 
-    def write_many(self, cursor: Any, base: list[Any], rows: list[Varying]) -> list[Any]:
-        cursor.execute(self.ids, [self.model._meta.db_table, self.pk_column, len(rows)])
+    def write_many(
+        self, cursor: Any, base: list[Any], source: Iterator[Varying], n: int, taken: list[Varying]
+    ) -> list[Any]:
+        cursor.execute(self.ids, [self.model._meta.db_table, self.pk_column, n])
         ids = [found[0] for found in cursor.fetchall()]
+        # JSON values the rows share are serialized once here, not by the
+        # driver for every row (COPY's text format takes JSON as text).
+        base = [_json_text(value) for value in base]
         first, second, third = self.varying
         driver_cursor = cursor.cursor  # psycopg's, under Django's wrapper
         with self.connection.wrap_database_errors, driver_cursor.copy(self.copy) as copy:
-            for pk, row in zip(ids, rows, strict=True):
+            for pk in ids:
+                row = next(source)  # serialized now, while the server loads the last one
+                taken.append(row)
                 values = base.copy()
                 values[first], values[second], values[third] = row
                 copy.write_row([pk, *values])
         return ids
+
+
+def _json_text(value: Any) -> Any:
+    """The JSON text of psycopg's ``Json``/``Jsonb`` wrapper (what Django's
+    JSONField prepares on PostgreSQL); other values unchanged."""
+    from psycopg.types.json import Json, Jsonb
+
+    if isinstance(value, Json | Jsonb):
+        return (value.dumps or json.dumps)(value.obj)
+    return value
 
 
 def _passes(value: Any, plain: type | None) -> bool:
@@ -289,27 +314,43 @@ def insert_many(
     template: Task,
     varying: Iterable[tuple[str, str, str]],
     *,
+    count: int | None = None,
     batch_size: int = 1000,
     using: str | None = None,
 ) -> list[Task]:
     """Insert rows equal to ``template`` but for (task_params, task_hash,
     task_id) from ``varying``; returns the saved rows, in order.
 
+    With ``count`` (how many rows ``varying`` yields), the rows are taken
+    from it while they are written, so on PostgreSQL the server loads one
+    row while the next is being serialized. The rows go in one transaction
+    (a savepoint inside an outer one): if ``varying`` raises, nothing is
+    stored and the exception propagates.
+
     The ids are set where the database returns them from a multi-row INSERT
     (PostgreSQL, SQLite, MariaDB); on MySQL they stay None, as with
     ``bulk_create()``, and ``task_id`` identifies each row.
     """
     alias = using or "default"
-    rows = list(varying)
+    source: Iterator[Varying] = iter(varying)
+    if count is None:
+        buffered = list(source)
+        count, source = len(buffered), iter(buffered)
     statement = _statement(alias)
     if not template.locked_by:
         template.locked_by = None
     base = statement.prepare(template)
-    per_batch = max(1, min(batch_size, statement.max_rows))
+    # A COPY has no statement to keep short: batch_size is for the INSERTs.
+    per_batch = (
+        statement.max_rows if statement.copies else max(1, min(batch_size, statement.max_rows))
+    )
     ids: list[Any] = []
-    with transaction.atomic(using=alias, savepoint=False), statement.connection.cursor() as cursor:
-        for start in range(0, len(rows), per_batch):
-            ids.extend(statement.write_many(cursor, base, rows[start : start + per_batch]))
+    rows: list[Varying] = []
+    with transaction.atomic(using=alias), statement.connection.cursor() as cursor:
+        for start in range(0, count, per_batch):
+            ids.extend(
+                statement.write_many(cursor, base, source, min(per_batch, count - start), rows)
+            )
     fast = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
     tasks = [_copy(template, alias, *row, fast=fast) for row in rows]
     if ids:

@@ -44,8 +44,16 @@ TASK_ID_MAX_LENGTH = 64  # characters, the django.tasks limit for result ids
 
 
 def new_task_id() -> str:
-    """Return a fresh public task id (a UUID4 string, 36 characters)."""
-    return str(uuid.uuid4())
+    """Return a fresh public task id (a UUID4 string, 36 characters).
+
+    What ``str(uuid.uuid4())`` returns, built without the UUID object
+    (about half the time; every queued task needs one).
+    """
+    value = int.from_bytes(os.urandom(16), "big")
+    value = (value & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def creator_fields(creator: models.Model | None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -217,20 +217,23 @@ def bulk_schedule(
 ) -> list[Task]:
     """Store many calls of one task with multi-row INSERTs; return the rows.
 
-    Every call is validated and serialized before anything is written, so a
-    bad item stores nothing. ``options`` are those of :func:`build_task`.
+    The calls are serialized as their rows are written, in one transaction:
+    a bad item raises TypeError (or ValueError) and nothing is stored.
+    ``options`` are those of :func:`build_task`.
     """
     now = timezone.now()
-    items = iter(calls)
-    first = next(items, None)
-    if first is None:
+    items = list(calls)
+    if not items:
         return []
     # The first call is built in full (validating the options); the others
     # differ from it only in their arguments, their hash and their task id.
-    template = build_task(task_name, *split_call(0, first), now=now, **options)
-    varying = [(template.task_params, template.task_hash, template.task_id)]
+    template = build_task(task_name, *split_call(0, items[0]), now=now, **options)
     dumps = params_dumper()
-    for index, item in enumerate(items, start=1):
-        params = dumps(*split_call(index, item), task_name)
-        varying.append((params, task_hash(task_name, params), new_task_id()))
-    return insert_many(template, varying, batch_size=batch_size, using=using)
+
+    def varying() -> Iterator[tuple[str, str, str]]:
+        yield template.task_params, template.task_hash, template.task_id
+        for index in range(1, len(items)):
+            params = dumps(*split_call(index, items[index]), task_name)
+            yield params, task_hash(task_name, params), new_task_id()
+
+    return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)

@@ -301,6 +301,10 @@ def params_dumper() -> Callable[[Sequence[Any], Mapping[str, Any], str], str]:
     return dumps
 
 
+#: ``json.dumps(value, sort_keys=True)``, without building an encoder per call.
+_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
 def _dumps_builtin(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str = "") -> str:
     encoded_args = []
     for index, value in enumerate(args):
@@ -317,7 +321,7 @@ def _dumps_builtin(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: st
         except _Unstorable as exc:
             raise _cannot_enqueue(task_name, _describe(f"keyword argument {key!r}", exc)) from None
     try:
-        return json.dumps((encoded_args, encoded_kwargs), sort_keys=True)
+        return _ENCODER.encode((encoded_args, encoded_kwargs))
     except ValueError as exc:  # a float NaN is fine for json; a circular structure is not
         raise _cannot_enqueue(
             task_name, f"the arguments cannot be stored as JSON ({exc})"

@@ -153,7 +153,8 @@ def test_enqueue_in_atomic_is_rolled_back_with_it():
 def test_bulk_stores_every_call_in_few_inserts(django_assert_max_num_queries):
     from background_task import call
 
-    with django_assert_max_num_queries(3):
+    # Two INSERTs, in a savepoint (the test runs inside a transaction).
+    with django_assert_max_num_queries(4):
         rows = fixtures.record.bulk([("a",), call("b"), call(key="c")], priority=4, batch_size=2)
     assert len(rows) == 3
     stored = list(Task.objects.order_by("id").values_list("task_params", "priority", "queue"))
@@ -165,14 +166,23 @@ def test_bulk_stores_every_call_in_few_inserts(django_assert_max_num_queries):
     assert len({row.task_id for row in rows}) == 3
 
 
-def test_bulk_validates_everything_before_writing():
+def test_bulk_with_a_bad_item_stores_nothing():
+    from django.db import transaction
+
     with pytest.raises(TypeError, match="bulk\\(\\) item 1 must be a tuple"):
         fixtures.record.bulk([("a",), "b"])
     with pytest.raises(TypeError, match="positional argument 0 of type object"):
         fixtures.record.bulk([("a",), (object(),)])
     with pytest.raises(ValueError, match="schedule actions"):
         fixtures.record.bulk([("a",)], schedule={"action": TaskSchedule.CHECK_EXISTING})
-    assert not Task.objects.exists()
+    # Rows are written as the items are serialized: a bad item after whole
+    # batches were written rolls them back, and a caller's transaction goes on.
+    with transaction.atomic():
+        kept = fixtures.record("kept")
+        with pytest.raises(TypeError, match="bulk\\(\\) item 7 must be a tuple"):
+            fixtures.record.bulk([*[(str(i),) for i in range(7)], "bad"], batch_size=2)
+        assert list(Task.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert Task.objects.count() == 1
 
 
 def test_bulk_sends_task_created_when_someone_listens():

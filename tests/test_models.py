@@ -127,3 +127,15 @@ def test_new_task_validates_like_a_call():
         Task.objects.new_task("some.task", queue="q" * 191)
     with pytest.raises(TypeError, match="positional argument 0 of type object"):
         Task.objects.new_task("some.task", args=[object()])
+
+
+def test_task_ids_are_uuid4_strings():
+    import uuid
+
+    from background_task.models import new_task_id
+
+    ids = [new_task_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
