@@ -113,3 +113,74 @@ def test_bulk_rows_wake_listening_workers_on_postgresql() -> None:
         assert list(listener.notifies(timeout=5, stop_after=1))
     finally:
         listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_insert_cursor_follows_the_connection() -> None:
+    """One cursor serves a connection's one-row INSERTs, yet reconnects,
+    query logging, execute wrappers and other threads all see their own."""
+    import threading
+
+    from django.db import connection, connections
+    from django.test.utils import CaptureQueriesContext
+
+    first = fixtures.noop()
+    connection.close()
+    second = fixtures.noop()  # a new connection: a new cursor
+    with CaptureQueriesContext(connection) as captured:
+        fixtures.noop()
+    assert any("INSERT" in query["sql"] for query in captured.captured_queries)
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        fixtures.noop()
+    assert any(sql.startswith("INSERT") for sql in seen)
+
+    made, errors = [], []
+
+    def enqueue_elsewhere() -> None:
+        try:
+            made.append(fixtures.noop().pk)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=enqueue_elsewhere) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and len(made) == 3
+    assert Task.objects.count() == 7 and first.pk != second.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_insert_leaves_no_write_lock_behind() -> None:
+    """On SQLite a RETURNING statement holds the write lock until its rows
+    are read: the kept cursor must read them all, or other writers wait."""
+    import threading
+
+    from django.db import connections
+
+    fixtures.noop()
+    errors = []
+
+    def write_elsewhere() -> None:
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("UPDATE background_task SET priority = 5")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=write_elsewhere)
+    writer.start()
+    writer.join(30)
+    assert not errors
+    assert list(Task.objects.values_list("priority", flat=True)) == [5]
