@@ -72,7 +72,8 @@ class _Statement:
         passing = {"CharField": str, "TextField": str, "BooleanField": bool}
         if connection.vendor == "postgresql" and getattr(settings, "USE_TZ", False):
             passing["DateTimeField"] = datetime
-        self.plain = [passing.get(field.get_internal_type()) for field in self.fields]
+        self.kinds = [field.get_internal_type() for field in self.fields]
+        self.plain = [passing.get(kind) for kind in self.kinds]
         # Columns whose value is usually their default get it as an SQL literal
         # when it is: fewer parameters to adapt and send per call.
         self.literals = [_default_literal(field) for field in self.fields]
@@ -134,12 +135,15 @@ class _Statement:
             prepared.append(value)
         return prepared
 
-    def one(self, task: Task) -> tuple[str, list[Any]]:
+    def one(self, task: Task, connection: Any) -> tuple[str, list[Any]]:
         """The INSERT of one row, naming only its non-NULL columns (the others
         default to NULL): shorter to send, bind and parse than all of them."""
-        connection, values = self.connection, task.__dict__
+        values = task.__dict__
         shape: list[int] = []  # column index; bitwise-inverted where the SQL holds a literal
         params: list[Any] = []
+        # A new row's run_at, scheduled_at and enqueued_at are usually one
+        # datetime object: where the database needs it converted, once is enough.
+        converted: tuple[Any, str, Any] | None = None
         for index, attname, field, automatic, literal, plain in self.plan:
             value = field.pre_save(task, add=True) if automatic else values[attname]
             if value is None:
@@ -148,7 +152,14 @@ class _Statement:
                 shape.append(~index)
                 continue
             if not _passes(value, plain):
-                value = field.get_db_prep_save(value, connection=connection)
+                kind = self.kinds[index]
+                if converted is not None and converted[0] is value and converted[1] == kind:
+                    value = converted[2]
+                else:
+                    prepared = field.get_db_prep_save(value, connection=connection)
+                    if kind == "DateTimeField":
+                        converted = (value, kind, prepared)
+                    value = prepared
             shape.append(index)
             params.append(value)
         key = tuple(shape)
@@ -307,17 +318,16 @@ def insert_one(task: Task, using: str | None = None) -> Task:
     statement = _statement(alias)
     if not task.locked_by:
         task.locked_by = None  # as Task.save() does
-    sql, values = statement.one(task)
-    cursor = _insert_cursor(statement.connection)
+    connection = connections[alias]
+    sql, values = statement.one(task, connection)
+    cursor = _insert_cursor(connection)
     cursor.execute(sql, values)
     if statement.returning_one:
         # fetchall(): on SQLite a RETURNING statement holds its write
         # transaction until every row is read.
         task.pk = cursor.fetchall()[0][0]
     else:
-        task.pk = statement.connection.ops.last_insert_id(
-            cursor, Task._meta.db_table, statement.pk_column
-        )
+        task.pk = connection.ops.last_insert_id(cursor, Task._meta.db_table, statement.pk_column)
     return _saved(task, alias)
 
 
