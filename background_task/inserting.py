@@ -141,9 +141,11 @@ class _Statement:
         values = task.__dict__
         shape: list[int] = []  # column index; bitwise-inverted where the SQL holds a literal
         params: list[Any] = []
-        # A new row's run_at, scheduled_at and enqueued_at are usually one
-        # datetime object: where the database needs it converted, once is enough.
-        converted: tuple[Any, str, Any] | None = None
+        # A new row's run_at and scheduled_at are one datetime object (and
+        # enqueued_at often too): where the database needs datetimes
+        # converted, each object is converted once. Keyed by id(): the
+        # objects live in the row until this returns.
+        converted: dict[int, Any] = {}
         for index, attname, field, automatic, literal, plain in self.plan:
             value = field.pre_save(task, add=True) if automatic else values[attname]
             if value is None:
@@ -152,13 +154,18 @@ class _Statement:
                 shape.append(~index)
                 continue
             if not _passes(value, plain):
-                kind = self.kinds[index]
-                if converted is not None and converted[0] is value and converted[1] == kind:
-                    value = converted[2]
+                if self.kinds[index] != "DateTimeField":
+                    value = field.get_db_prep_save(value, connection=connection)
+                elif id(value) in converted:
+                    value = converted[id(value)]
                 else:
-                    prepared = field.get_db_prep_save(value, connection=connection)
-                    if kind == "DateTimeField":
-                        converted = (value, kind, prepared)
+                    if type(value) is datetime and value.tzinfo is not None:
+                        # What the field's preparation comes to for an aware
+                        # datetime, without its checks for other kinds of value.
+                        prepared = connection.ops.adapt_datetimefield_value(value)
+                    else:
+                        prepared = field.get_db_prep_save(value, connection=connection)
+                    converted[id(value)] = prepared
                     value = prepared
             shape.append(index)
             params.append(value)
