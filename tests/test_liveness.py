@@ -219,15 +219,28 @@ needs_proc = pytest.mark.skipif(
 )
 
 
+def started(args: list[str]):
+    """Popen ``args`` and wait until the child runs them: between fork and
+    exec, /proc shows the parent's command line."""
+    import subprocess
+
+    process = subprocess.Popen(args)
+    wanted = "\0".join(args).encode()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{process.pid}/cmdline", "rb") as cmdline:
+            if cmdline.read().rstrip(b"\0") == wanted:
+                return process
+        time.sleep(0.01)
+    raise AssertionError(f"{args} did not start")
+
+
 @pytest.fixture
 def lookalike():
     """A live process on this host whose command line names process_tasks."""
-    import subprocess
     import sys
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "process_tasks"]
-    )
+    process = started([sys.executable, "-c", "import time; time.sleep(60)", "process_tasks"])
     yield process
     process.kill()
     process.wait()
@@ -260,16 +273,15 @@ def test_a_silent_worker_on_another_host_is_judged_by_its_heartbeats(clock, look
 
 @needs_proc
 def test_a_dead_process_or_another_program_is_no_running_worker(lookalike):
-    import subprocess
     import sys
 
     from background_task.liveness import running_worker
 
     assert running_worker(lookalike.pid)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
-    other = subprocess.Popen(sleep)
-    mentions = subprocess.Popen([*sleep, "tests/test_process_tasks.py", "process_tasks.log"])
-    embedded = subprocess.Popen([*sleep, "-m", "background_task._embedded"])
+    other = started(sleep)
+    mentions = started([*sleep, "tests/test_process_tasks.py", "process_tasks.log"])
+    embedded = started([*sleep, "-m", "background_task._embedded"])
     try:
         assert not running_worker(other.pid)
         assert not running_worker(mentions.pid)  # names it, but is no worker
