@@ -187,23 +187,6 @@ def test_an_idle_worker_wakes_for_a_new_task_before_its_sleep_ends(start_worker)
     assert code == 0, output
 
 
-def test_an_idle_worker_wakes_when_a_scheduled_task_becomes_due(start_worker):
-    """A task queued for later starts when due, not up to --sleep seconds after
-    (nothing wakes the worker then: no insert happens at that moment)."""
-    worker = start_worker(
-        "--sleep", "30", env=subprocess_env(DJANGO_SETTINGS_MODULE="tests.logging_settings")
-    )
-    fixtures.record("warm-up")
-    wait_until(lambda: Execution.objects.count() == 1, timeout=40)
-    fixtures.record("later", schedule=2)
-    due = time.monotonic() + 2
-    wait_until(lambda: Execution.objects.filter(key="later").exists(), timeout=40)
-    assert time.monotonic() - due < 10  # not the 30 s sleep
-    worker.signal(signal.SIGTERM)
-    code, output = worker.wait(timeout=30)
-    assert code == 0, output
-
-
 def test_log_std_keeps_flush_working(start_worker):
     fixtures.chatty("hello")
     worker = start_worker(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Min, Q
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from background_task import status
@@ -52,18 +52,6 @@ class ClaimStrategy:
     def candidates(self, request: ClaimRequest) -> TaskQuerySet:
         """Due, unclaimed tasks this worker can run, in claim order."""
         qs: TaskQuerySet = Task.objects.using(self.connection.alias).due(request.now)
-        return self.runnable(qs, request).in_claim_order()
-
-    def next_run_at(self, request: ClaimRequest) -> datetime | None:
-        """When the earliest waiting task this worker could run is due (None: none waits)."""
-        waiting = Task.objects.using(self.connection.alias).filter(status=status.WAITING)
-        first: datetime | None = self.runnable(waiting, request).aggregate(first=Min("run_at"))[
-            "first"
-        ]
-        return first
-
-    def runnable(self, qs: TaskQuerySet, request: ClaimRequest) -> TaskQuerySet:
-        """``qs`` narrowed to the task names, backends and queues of ``request``."""
         if request.backends:
             qs = qs.filter(
                 Q(task_name__in=list(request.names), backend=None)
@@ -71,7 +59,7 @@ class ClaimStrategy:
             )
         else:
             qs = qs.filter(task_name__in=list(request.names))
-        return qs.in_queues(request.queues)
+        return qs.in_queues(request.queues).in_claim_order()
 
     def claim(self, request: ClaimRequest) -> list[Task]:
         """Claim up to ``request.limit`` tasks and return them, marked running."""
