@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +20,6 @@ from background_task.models import Task
 _SENTINEL_NOW = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 #: Claim statements kept per strategy (one per distinct request shape).
 _STATEMENT_CACHE_SIZE = 64
-
-Converter = Callable[[Any, Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,8 @@ class ReturningClaimStrategy(ClaimStrategy):
         self._statements: dict[tuple[Any, ...], ClaimStatement] = {}
         self._fields = tuple(Task._meta.concrete_fields)
         self._attnames = [field.attname for field in self._fields]
-        self._converters: list[tuple[int, list[Converter], Any]] | None = None
+        self._compiler: Any = None  # for its column converters, made on first use
+        self._converters: dict[int, Any] = {}
 
     def claim(self, request: ClaimRequest) -> list[Task]:
         if request.empty:
@@ -75,7 +74,7 @@ class ReturningClaimStrategy(ClaimStrategy):
         with self.connection.cursor() as cursor:
             cursor.execute(statement.sql, params)
             rows = cursor.fetchall()
-        tasks = [self.task_from_row(row) for row in rows]
+        tasks = self.tasks_from_rows(rows)
         sign = -1 if app_settings.PRIORITY_DESCENDING else 1
         tasks.sort(key=lambda task: (sign * task.priority, task.run_at, task.pk))
         return tasks
@@ -102,14 +101,7 @@ class ReturningClaimStrategy(ClaimStrategy):
         sentinel = _SENTINEL_NOW
         if request.now.tzinfo is None:
             sentinel = sentinel.replace(tzinfo=None)
-        shaped = ClaimRequest(
-            request.worker_id,
-            request.limit,
-            sentinel,
-            request.names,
-            request.queues,
-            request.backends,
-        )
+        shaped = dataclasses.replace(request, now=sentinel)
         quote = self.connection.ops.quote_name
         subquery, sub_params = (
             self.candidates(shaped).values("id")[: request.limit].query.sql_with_params()
@@ -147,33 +139,19 @@ class ReturningClaimStrategy(ClaimStrategy):
             sql, tuple(params), tuple(now_positions), token_position, worker_position
         )
 
-    def task_from_row(self, row: Sequence[Any]) -> Task:
-        """A Task from one RETURNING row, with the database's value conversions."""
-        if self._converters is None:
-            self._converters = self.row_converters()
+    def tasks_from_rows(self, rows: list[Any]) -> list[Task]:
+        """Tasks from RETURNING rows, converted as the ORM's compiler converts
+        the columns of a query (its own converters, found once)."""
+        if self._compiler is None:
+            self._compiler = Task.objects.none().query.get_compiler(self.connection.alias)
+            table = str(Task._meta.db_table)
+            self._converters = self._compiler.get_converters(
+                [field.get_col(table) for field in self._fields]
+            )
         if self._converters:
-            values = list(row)
-            for index, converters, expression in self._converters:
-                value = values[index]
-                for converter in converters:
-                    value = converter(value, expression, self.connection)
-                values[index] = value
-            row = values
-        return Task.from_db(self.connection.alias, self._attnames, row)
-
-    def row_converters(self) -> list[tuple[int, list[Converter], Any]]:
-        """The converters the ORM would apply to each column, as its compiler finds them."""
-        found = []
-        table = str(Task._meta.db_table)
-        for index, field in enumerate(self._fields):
-            expression = field.get_col(table)
-            converters = [
-                *self.connection.ops.get_db_converters(expression),
-                *expression.get_db_converters(self.connection),
-            ]
-            if converters:
-                found.append((index, converters, expression))
-        return found
+            rows = list(self._compiler.apply_converters(rows, self._converters))
+        alias = self.connection.alias
+        return [Task.from_db(alias, self._attnames, row) for row in rows]
 
     def adapt(self, value: Any) -> Any:
         if isinstance(value, datetime):
