@@ -1,5 +1,6 @@
 """The claim strategy of the current database: contract, concurrency, index use."""
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta
 
@@ -191,7 +192,150 @@ def test_claim_statement_reads_claimed_rows_by_primary_key_without_statistics():
         plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
     found_by_key = {
         "sqlite": "USING INTEGER PRIMARY KEY",
-        "postgresql": "Index Scan using background_task_pkey",
+        "postgresql": "background_task_pkey",
     }[connection.vendor]
     assert found_by_key in plan, plan
     assert "background_task_claim_desc" in plan, plan
+
+
+def _random_queue(rnd, now, rounds_priorities):
+    """Waiting and running tasks of random priority, time, name and queue."""
+    rows = []
+    for i in range(rnd.randint(0, 40)):
+        row = Task.objects.new_task(
+            rnd.choice(["tests.testapp.tasks.noop", "elsewhere.not_registered"]), [i]
+        )
+        row.priority = rnd.choice(rounds_priorities)
+        row.run_at = now + timedelta(seconds=rnd.randint(-50, 50))
+        row.queue = rnd.choice([None, None, "mail", "reports"])
+        if rnd.random() < 0.15:
+            row.status, row.locked_by = status.RUNNING, "other-worker"
+        rows.append(row)
+    return Task.objects.bulk_create(rows)
+
+
+def _expected(rows, claim, descending):
+    sign = -1 if descending else 1
+    eligible = [
+        row
+        for row in rows
+        if row.status == status.WAITING
+        and row.run_at <= claim.now
+        and row.task_name in claim.names
+        and (claim.queues is None or row.queue in claim.queues)
+    ]
+    eligible.sort(key=lambda row: (sign * row.priority, row.run_at, row.pk))
+    return [row.pk for row in eligible[: claim.limit]]
+
+
+@pytest.mark.parametrize("ordering", ["DESC", "ASC"])
+@pytest.mark.parametrize("max_steps", [None, 2])
+def test_claims_the_best_due_tasks_of_any_mix(strategy, ordering, max_steps, monkeypatch):
+    """Random queues of several priorities, due and future, claimable or
+    not: each claim takes exactly the first ``limit`` claimable tasks in
+    claim order. With ``max_steps=2`` the priority walk is cut short and
+    the rest of the claim comes from the plain walk over lower priorities."""
+    import random
+
+    from background_task.claim import bands
+
+    if max_steps is not None:
+        monkeypatch.setattr(bands, "MAX_STEPS", max_steps)
+    rnd = random.Random(f"{ordering}-{max_steps}-{type(strategy).__name__}")
+    now = timezone.now()
+    with override_settings(BACKGROUND_TASK_PRIORITY_ORDERING=ordering):
+        for _ in range(12):
+            Task.objects.all().delete()
+            priorities = rnd.sample(range(-4, 8), rnd.randint(1, 6))
+            rows = _random_queue(rnd, now, priorities)
+            claim = ClaimRequest(
+                "w1",
+                rnd.randint(1, 12),
+                now,
+                ["tests.testapp.tasks.noop"],
+                rnd.choice([None, ["mail", None], ["reports"]]),
+            )
+            expected = _expected(rows, claim, ordering == "DESC")
+            assert [task.pk for task in strategy.claim(claim)] == expected
+
+
+class _RowsRead:
+    """Work the database does for the statements run inside the block:
+    SQLite virtual machine steps, InnoDB handler reads, or PostgreSQL
+    table and index pages fetched. A count, not a time."""
+
+    def __enter__(self):
+        self.count = 0
+        vendor = connection.vendor
+        if vendor == "sqlite":
+            connection.ensure_connection()
+            connection.connection.set_progress_handler(self._step, 20)
+        else:
+            self._before = self._read()
+        return self
+
+    def _step(self):
+        self.count += 1
+        return 0
+
+    def _read(self):
+        with connection.cursor() as cursor:
+            if connection.vendor == "mysql":
+                cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%%'")
+                return sum(int(value) for _, value in cursor.fetchall())
+            # Pages, not tuples: an index scan does not count the entries
+            # its index conditions skip, but it does read their pages.
+            cursor.execute(
+                "SELECT COALESCE(SUM(pg_stat_get_xact_blocks_fetched(indexrelid)), 0)"
+                " + pg_stat_get_xact_blocks_fetched('background_task'::regclass)"
+                " FROM pg_index WHERE indrelid = 'background_task'::regclass"
+            )
+            return int(cursor.fetchone()[0])
+
+    def __exit__(self, *exc):
+        if connection.vendor == "sqlite":
+            connection.connection.set_progress_handler(None, 0)
+        else:
+            self.count = self._read() - self._before
+
+
+@pytest.mark.parametrize("due_count", [3, 300])
+def test_tasks_due_later_are_not_read_by_the_claim(due_count):
+    """Due tasks under a large schedule of later ones, half of them of a
+    higher priority: the claim's work must not grow with the schedule.
+    Before the priority walk it grew 16-fold with a trickle of due tasks on
+    SQLite, and with a backlog of due tasks on every database."""
+    from django.db import transaction
+
+    strategy = get_strategy()
+    now = timezone.now()
+
+    def schedule(count, offset):
+        rows = []
+        for i in range(count):
+            row = Task.objects.new_task("tests.testapp.tasks.noop", [offset + i])
+            row.run_at = now + timedelta(days=1, seconds=i)
+            row.priority = 5 if i % 2 else 0
+            rows.append(row)
+        Task.objects.bulk_create(rows, batch_size=2000)
+
+    due = [Task.objects.new_task("tests.testapp.tasks.noop", [-i]) for i in range(due_count)]
+    for row in due:
+        row.run_at = now - timedelta(seconds=5)
+    Task.objects.bulk_create(due)
+
+    def work():
+        claim = request(limit=10, now=now)
+        strategy.claim(dataclasses.replace(claim, now=now - timedelta(days=1)))  # compile
+        with transaction.atomic():
+            with _RowsRead() as reads:
+                claimed = strategy.claim(claim)
+            transaction.set_rollback(True)
+        assert len(claimed) == min(due_count, 10)
+        return reads.count
+
+    schedule(500, 0)
+    small = work()
+    schedule(10000, 500)
+    large = work()
+    assert large <= small * 1.5 + 50, (small, large)

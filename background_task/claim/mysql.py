@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 from django.db import DatabaseError
 
+from background_task import status
+from background_task.claim import bands
+from background_task.claim.base import ClaimRequest
 from background_task.claim.skip_locked import SkipLockedClaimStrategy
-from background_task.models import Task
+from background_task.conf import app_settings
+from background_task.models import Task, TaskQuerySet
 
 CHANGE_POLL_INTERVAL = 0.02  # seconds between checks for new rows when idle
 
@@ -17,6 +22,16 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
     """SKIP LOCKED claims. InnoDB locks every index record a locking read
     scans, so the candidate query walks the (status, priority, run_at, id)
     index in order and stops at LIMIT rather than sorting a large set.
+
+    The candidates are read priority by priority, each as a ``run_at``
+    range, so tasks scheduled for later are not read (see
+    :mod:`background_task.claim.bands` for why). MariaDB cannot seek with a
+    value from a recursive CTE (it reads the whole ``status`` prefix of the
+    index instead), so the walk over the waiting priorities is one short
+    query per priority (:meth:`due_priorities`). The claim then lists the
+    priorities that hold due tasks (``priority IN (...)``), which InnoDB
+    reads as one range per priority, and skips the locking read entirely
+    when none is due.
 
     MySQL has no LISTEN/NOTIFY, so an idle worker watches the highest task
     id instead of re-running the claim query: ``SELECT MAX(id)`` is answered
@@ -29,6 +44,55 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._last_id: int | None = None
         self._probe: str | None = None
+        # The two queries of due_priorities, per priority order.
+        self._walks: dict[bool, tuple[str, str]] = {}
+
+    def due_priorities(self, now: datetime) -> list[int] | None:
+        """The priorities that hold due waiting tasks, best first, or None
+        if the queue has more than ``bands.MAX_STEPS`` priorities waiting
+        (the claim then walks every priority in order, as it used to).
+
+        One query per waiting priority: each reads the first entry of the
+        claim index after the previous priority, which is that priority's
+        earliest task, and says whether it is due.
+        """
+        descending = app_settings.PRIORITY_DESCENDING
+        if descending not in self._walks:
+            quote = self.connection.ops.quote_name
+            index = "background_task_claim_desc" if descending else "background_task_claim_asc"
+            order = "DESC" if descending else "ASC"
+            # FORCE INDEX: without fresh statistics MariaDB may read the
+            # ``status`` prefix of the index as one long ref scan instead.
+            select = (
+                f"SELECT {quote('priority')}, {quote('run_at')} <= %s "
+                f"FROM {quote(str(Task._meta.db_table))} FORCE INDEX ({index}) "
+                f"WHERE {quote('status')} = %s"
+            )
+            after = f" AND {quote('priority')} {'<' if descending else '>'} %s"
+            tail = f" ORDER BY {quote('priority')} {order}, {quote('run_at')} ASC LIMIT 1"
+            self._walks[descending] = (select + tail, select + after + tail)
+        first, following = self._walks[descending]
+        moment = self.connection.ops.adapt_datetimefield_value(now)
+        due: list[int] = []
+        with self.connection.cursor() as cursor:
+            cursor.execute(first, [moment, status.WAITING])
+            row = cursor.fetchone()
+            for _ in range(bands.MAX_STEPS):
+                if row is None:
+                    return due
+                priority, is_due = row
+                if is_due:
+                    due.append(priority)
+                cursor.execute(following, [moment, status.WAITING, priority])
+                row = cursor.fetchone()
+        return due if row is None else None
+
+    def claimable(self, request: ClaimRequest) -> TaskQuerySet | None:
+        due = self.due_priorities(request.now)
+        if due == []:
+            return None  # nothing is due: no locking read at all
+        queryset = self.candidates(request)
+        return queryset if due is None else queryset.filter(priority__in=due)
 
     def highest_id(self) -> int:
         if self._probe is None:

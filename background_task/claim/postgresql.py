@@ -7,7 +7,10 @@ import threading
 import time
 from typing import Any
 
+from background_task.claim.bands import BAND, PriorityBands, where
+from background_task.claim.base import ClaimRequest
 from background_task.claim.returning import ReturningClaimStrategy
+from background_task.conf import app_settings
 
 logger = logging.getLogger("background_task.worker")
 
@@ -21,6 +24,11 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     One statement and one round trip. Concurrent workers skip each other's
     candidate rows instead of waiting for them, and READ COMMITTED re-checks
     ``status`` on a row that changed between the scan and the lock.
+
+    The candidates are read priority by priority, each as a ``run_at``
+    range (see :mod:`background_task.claim.bands`): a LATERAL subquery per
+    priority the walk visits, since PostgreSQL before 17 would only filter
+    on ``priority = ANY(...)`` rather than seek with it.
 
     An idle worker LISTENs on its own connection (psycopg 3) for the
     notification a trigger sends when tasks are inserted; PostgreSQL
@@ -36,6 +44,12 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     # re-scan locks further rows, so more than LIMIT rows get claimed.
     # ``= ANY(ARRAY(...))`` evaluates it exactly once.
     membership = "{id} = ANY(ARRAY({subquery}))"
+    # The locking subquery has already re-checked ``status`` on the newest
+    # version of each row it locked, and holds the locks. Repeating the test
+    # in the UPDATE only gives the planner a second way in: with stale
+    # statistics that say few tasks wait, it read the status index over the
+    # whole queue instead of the primary key.
+    recheck_status = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,6 +58,20 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
         # Set by the first wait(): only a worker that goes idle listens, so
         # one-off claims (tasks.run_next_task()) open no extra connection.
         self._listening = False
+
+    def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
+        base = self.candidates(request)
+        bands = PriorityBands(self.connection, app_settings.PRIORITY_DESCENDING, request.limit)
+        at_band = where(base, bands.at_band)
+        cte, params = bands.cte(at_band)
+        lane, lane_params = bands.rows(at_band, self.candidate_suffix)
+        visited = (
+            f"SELECT lane.* FROM {BAND} CROSS JOIN LATERAL ({lane}) AS lane "
+            f"WHERE {BAND}.v IS NOT NULL"
+        )
+        beyond, beyond_params = bands.rows(where(base, bands.beyond_bands), self.candidate_suffix)
+        sql = cte + bands.pick(visited, beyond)
+        return sql, (*params, *lane_params, *beyond_params)
 
     def listener(self) -> Any:
         """The LISTEN connection, opened on first use (so after any fork)."""

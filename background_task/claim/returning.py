@@ -51,6 +51,8 @@ class ReturningClaimStrategy(ClaimStrategy):
     membership = "{id} IN ({subquery})"
     #: Written after the UPDATE's table name (SQLite: ``NOT INDEXED``).
     target_suffix = ""
+    #: Whether the UPDATE repeats ``status = waiting`` for the rows it writes.
+    recheck_status = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,9 +105,7 @@ class ReturningClaimStrategy(ClaimStrategy):
             sentinel = sentinel.replace(tzinfo=None)
         shaped = dataclasses.replace(request, now=sentinel)
         quote = self.connection.ops.quote_name
-        subquery, sub_params = (
-            self.candidates(shaped).values("id")[: request.limit].query.sql_with_params()
-        )
+        subquery, sub_params = self.candidate_sql(shaped)
         marker = self.adapt(sentinel)
         assignments: list[str] = []
         params: list[Any] = []
@@ -127,17 +127,25 @@ class ReturningClaimStrategy(ClaimStrategy):
             if value in (marker, sentinel):
                 now_positions.append(len(params))
             params.append(value)
-        params.append(status.WAITING)
+        condition = self.membership.format(id=quote("id"), subquery=subquery)
+        if self.recheck_status:
+            condition += f" AND {quote('status')} = %s"
+            params.append(status.WAITING)
         columns = ", ".join(quote(str(field.column)) for field in self._fields)
-        chosen = self.membership.format(id=quote("id"), subquery=subquery + self.candidate_suffix)
         sql = (
             f"UPDATE {quote(str(Task._meta.db_table))}{self.target_suffix} "
             f"SET {', '.join(assignments)} "
-            f"WHERE {chosen} AND {quote('status')} = %s RETURNING {columns}"
+            f"WHERE {condition} RETURNING {columns}"
         )
         return ClaimStatement(
             sql, tuple(params), tuple(now_positions), token_position, worker_position
         )
+
+    def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
+        """The SELECT of the ids to claim, in claim order, and its parameters."""
+        query = self.candidates(request).values("id")[: request.limit].query
+        sql, params = query.sql_with_params()
+        return sql + self.candidate_suffix, tuple(params)
 
     def tasks_from_rows(self, rows: list[Any]) -> list[Task]:
         """Tasks from RETURNING rows, converted as the ORM's compiler converts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from background_task.claim.base import ClaimRequest, ClaimStrategy
-from background_task.models import Task
+from background_task.models import Task, TaskQuerySet
 
 
 class SkipLockedClaimStrategy(ClaimStrategy):
@@ -17,13 +17,20 @@ class SkipLockedClaimStrategy(ClaimStrategy):
 
     supports_skip_locked = True
 
+    def claimable(self, request: ClaimRequest) -> TaskQuerySet | None:
+        """The candidates to lock, or None when it is known that none is due."""
+        return self.candidates(request)
+
     def claim_ids(self, request: ClaimRequest, token: str) -> list[int]:
         alias = self.connection.alias
+        candidates = self.claimable(request)
+        if candidates is None:
+            return []
         with transaction.atomic(using=alias):
             ids = list(
-                self.candidates(request)
-                .select_for_update(skip_locked=True)
-                .values_list("id", flat=True)[: request.limit]
+                candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[
+                    : request.limit
+                ]
             )
             if not ids:
                 return []

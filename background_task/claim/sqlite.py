@@ -7,7 +7,10 @@ import threading
 import time
 from typing import Any
 
+from background_task.claim.bands import PriorityBands, where
+from background_task.claim.base import ClaimRequest
 from background_task.claim.returning import ReturningClaimStrategy
+from background_task.conf import app_settings
 
 CHANGE_POLL_INTERVAL = 0.005  # seconds between PRAGMA data_version checks when idle
 
@@ -27,6 +30,10 @@ class SQLiteClaimStrategy(ReturningClaimStrategy):
     find the claimed rows by walking the status index over every waiting
     task, a cost that grows with the queue, instead of by rowid.
 
+    The candidates are read priority by priority, each as a ``run_at``
+    range (see :mod:`background_task.claim.bands`), so tasks scheduled for
+    later are not read at all.
+
     A busy database ("database is locked" after the connection's timeout)
     surfaces as OperationalError, which the worker treats like any other
     passing database error.
@@ -41,6 +48,17 @@ class SQLiteClaimStrategy(ReturningClaimStrategy):
     @staticmethod
     def available() -> bool:
         return sqlite3.sqlite_version_info >= (3, 35, 0)
+
+    def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
+        base = self.candidates(request)
+        bands = PriorityBands(self.connection, app_settings.PRIORITY_DESCENDING, request.limit)
+        cte, params = bands.cte(where(base, bands.at_band))
+        # SQLite reads ``priority IN (SELECT v FROM claim_band)`` as one index
+        # range per listed priority, in index order, so the LIMIT stops it.
+        visited, visited_params = bands.rows(where(base, bands.in_bands))
+        beyond, beyond_params = bands.rows(where(base, bands.beyond_bands))
+        sql = cte + bands.pick(visited, beyond)
+        return sql, (*params, *visited_params, *beyond_params)
 
     def data_version(self) -> int:
         with self.connection.cursor() as cursor:
