@@ -56,6 +56,7 @@ CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
 FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
+MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
 # Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
 # reaches a worker directly and again as forwarded by its supervisor.
 SAME_SIGNAL_WINDOW = 0.1
@@ -143,6 +144,7 @@ class Worker:
         self._sampler: threading.Thread | None = None
         self._schedules_synced = False
         self._schedule_due_in: float | None = None  # seconds from the last check
+        self._task_due_in: float | None = None  # seconds to the next waiting task's run_at
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
@@ -345,16 +347,20 @@ class Worker:
             self._fire_schedules(now)
         if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
             self._sample_in_background(now)
-        batch = self.strategy.claim(
-            ClaimRequest(
-                self.worker_id,
-                self.batch_size(),
-                now,
-                self.registry.names(),
-                self.queues,
-                self.backends,
-            )
+        request = ClaimRequest(
+            self.worker_id,
+            self.batch_size(),
+            now,
+            self.registry.names(),
+            self.queues,
+            self.backends,
         )
+        batch = self.strategy.claim(request)
+        if not batch and not self._running and not request.empty:
+            # Nothing due: note when the next waiting task is, so an idle
+            # worker wakes for it instead of up to --sleep seconds late.
+            first = self.strategy.next_run_at(now)
+            self._task_due_in = None if first is None else (first - now).total_seconds()
         self.claimed += len(batch)
         try:
             for index, task in enumerate(batch):
@@ -457,6 +463,9 @@ class Worker:
             if self._schedule_due_in is not None:  # wake up for the next schedule
                 wait_for = min(wait_for, max(self._schedule_due_in, SCHEDULE_CHECK_INTERVAL))
                 self._next_schedule_check = 0.0
+            if self._task_due_in is not None:  # and for the next waiting task
+                wait_for = min(wait_for, max(self._task_due_in, MIN_DUE_WAIT))
+                self._task_due_in = None
             self.strategy.wait(wait_for, self.stopping)
 
     def _reap(self, done: set[Future[Any]]) -> None:

@@ -110,12 +110,20 @@ def main() -> int:
     )
     parser.add_argument("--only", help="comma-separated scenarios to run")
     parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="PostgreSQL: server-side binding and prepared statements (OPTIONS), as "
+        "docs/performance.md suggests where no connection pooler sits in between",
+    )
+    parser.add_argument(
         "--output", default=os.path.join(ROOT, "bench-results"), help="folder for the JSON"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.prepared:
+        os.environ["BENCH_PG_PREPARE"] = "1"  # read by benchmarks/settings.py, here and in workers
     dbs = DATABASES if args.db == "all" else (args.db,)
     results: dict[str, dict[str, list[float]]] = {}
     failed: list[str] = []
@@ -146,7 +154,12 @@ def main() -> int:
                     "platform": platform.platform(),
                     "python": platform.python_version(),
                 },
-                "options": {"size": args.size, "backlog": args.backlog, "repeat": args.repeat},
+                "options": {
+                    "size": args.size,
+                    "backlog": args.backlog,
+                    "repeat": args.repeat,
+                    "prepared": args.prepared,
+                },
                 "scenarios": {k: {"unit": v[0], "what": v[2]} for k, v in SCENARIOS.items()},
                 "results": results,
             },

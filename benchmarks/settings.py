@@ -27,6 +27,12 @@ elif DB == "postgres":
             "USER": "postgres",
             "HOST": HOST,
             "PORT": "5432",
+            # run.py --prepared: the opt-in tuning of docs/performance.md.
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if os.environ.get("BENCH_PG_PREPARE")
+                else {}
+            ),
         }
     }
 elif DB == "mysql":

@@ -34,6 +34,13 @@ elif BACKEND == "postgres":
             "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
             "PORT": os.environ.get("DB_PORT", "5432"),
             "TEST": {"NAME": os.environ.get("DB_TEST_NAME", "test_bgtask")},
+            # DB_PREPARED=1: server-side binding and prepared statements, the
+            # tuning docs/performance.md suggests where no pooler is in between.
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if os.environ.get("DB_PREPARED")
+                else {}
+            ),
         }
     }
 elif BACKEND == "mysql":

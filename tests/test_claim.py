@@ -299,6 +299,18 @@ class _RowsRead:
             self.count = self._read() - self._before
 
 
+def _schedule(start, count, offset):
+    """Queue tasks ``offset`` .. ``offset + count - 1``, one a second from
+    ``start`` on, alternately at priorities 0 and 5."""
+    rows = []
+    for i in range(count):
+        row = Task.objects.new_task("tests.testapp.tasks.noop", [offset + i])
+        row.run_at = start + timedelta(seconds=offset + i)
+        row.priority = 5 if i % 2 else 0
+        rows.append(row)
+    Task.objects.bulk_create(rows, batch_size=2000)
+
+
 @pytest.mark.parametrize("due_count", [3, 300])
 def test_tasks_due_later_are_not_read_by_the_claim(due_count):
     """Due tasks under a large schedule of later ones, half of them of a
@@ -309,16 +321,7 @@ def test_tasks_due_later_are_not_read_by_the_claim(due_count):
 
     strategy = get_strategy()
     now = timezone.now()
-
-    def schedule(count, offset):
-        rows = []
-        for i in range(count):
-            row = Task.objects.new_task("tests.testapp.tasks.noop", [offset + i])
-            row.run_at = now + timedelta(days=1, seconds=i)
-            row.priority = 5 if i % 2 else 0
-            rows.append(row)
-        Task.objects.bulk_create(rows, batch_size=2000)
-
+    tomorrow = now + timedelta(days=1)
     due = [Task.objects.new_task("tests.testapp.tasks.noop", [-i]) for i in range(due_count)]
     for row in due:
         row.run_at = now - timedelta(seconds=5)
@@ -334,8 +337,52 @@ def test_tasks_due_later_are_not_read_by_the_claim(due_count):
         assert len(claimed) == min(due_count, 10)
         return reads.count
 
-    schedule(500, 0)
+    _schedule(tomorrow, 500, 0)
     small = work()
-    schedule(10000, 500)
+    _schedule(tomorrow, 10000, 500)
+    large = work()
+    assert large <= small * 1.5 + 50, (small, large)
+
+
+@pytest.mark.parametrize("ordering", ["DESC", "ASC"])
+def test_next_run_at_is_the_earliest_later_waiting_task(ordering):
+    """Whatever the priority, name or queue; due and running tasks do not
+    count. An idle worker sleeps until then."""
+    strategy = get_strategy()
+    now = timezone.now().replace(microsecond=250000)
+    with override_settings(BACKGROUND_TASK_PRIORITY_ORDERING=ordering):
+        assert strategy.next_run_at(now) is None
+        rows = []
+        for priority, seconds, state in [
+            (5, 300, status.WAITING),
+            (0, -20, status.WAITING),  # due already
+            (-3, 40, status.WAITING),  # the earliest later one
+            (9, 10, status.RUNNING),
+            (0, 90, status.WAITING),
+        ]:
+            row = Task.objects.new_task("elsewhere.not_registered", [seconds])
+            row.priority, row.status = priority, state
+            row.run_at = now + timedelta(seconds=seconds)
+            rows.append(row)
+        Task.objects.bulk_create(rows)
+        assert strategy.next_run_at(now) == now + timedelta(seconds=40)
+        assert strategy.next_run_at(now + timedelta(seconds=40)) == now + timedelta(seconds=90)
+        assert strategy.next_run_at(now + timedelta(seconds=300)) is None
+
+
+def test_next_run_at_reads_one_entry_per_priority():
+    """10,000 more tasks due later must not make the lookup read more."""
+    strategy = get_strategy()
+    now = timezone.now()
+
+    def work():
+        strategy.next_run_at(now)  # compile
+        with _RowsRead() as reads:
+            assert strategy.next_run_at(now) == now + timedelta(minutes=1)
+        return reads.count
+
+    _schedule(now + timedelta(minutes=1), 500, 0)
+    small = work()
+    _schedule(now + timedelta(minutes=1), 10000, 500)
     large = work()
     assert large <= small * 1.5 + 50, (small, large)

@@ -100,6 +100,27 @@ class PriorityBands:
         )
         return sql, [status.WAITING, status.WAITING, *counted_params]
 
+    def earliest_later(self, now: Any) -> tuple[str, list[Any]]:
+        """The earliest ``run_at`` after ``now`` (adapted) among waiting
+        tasks of the first ``MAX_STEPS`` priorities, one index seek each:
+        a query with one row and column, NULL if there is none."""
+        table = self.quote(str(Task._meta.db_table))
+        status_, priority = self.quote("status"), self.quote("priority")
+        run_at = self.quote("run_at")
+        first = (
+            f"(SELECT {run_at} FROM {table} WHERE {status_} = %s AND {priority} = {BAND}.v "
+            f"AND {run_at} > %s ORDER BY {run_at} ASC LIMIT 1)"
+        )
+        sql = (
+            f"WITH RECURSIVE {BAND}(v, step) AS ("
+            f"SELECT {self.next_priority(None)}, 0 "
+            "UNION ALL "
+            f"SELECT {self.next_priority(f'{BAND}.v')}, {BAND}.step + 1 "
+            f"FROM {BAND} WHERE {BAND}.v IS NOT NULL AND {BAND}.step < {MAX_STEPS:d}"
+            f") SELECT MIN({first}) FROM {BAND} WHERE {BAND}.v IS NOT NULL"
+        )
+        return sql, [status.WAITING, status.WAITING, status.WAITING, now]
+
     @property
     def at_band(self) -> str:
         """Condition: the task's priority is the walk's current one (correlated)."""

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
@@ -77,6 +78,28 @@ class ClaimStrategy:
             .filter(pk__in=tried, claim_token=token)
             .in_claim_order()
         )
+
+    def next_run_at(self, now: datetime) -> datetime | None:
+        """When the next waiting task scheduled after ``now`` is due (None:
+        none is, or this database cannot tell cheaply).
+
+        Any waiting task counts, whatever its name or queue: the answer
+        only wakes an idle worker, which then claims as usual, and the
+        query must stay one index seek per priority however many tasks
+        wait. The default does not know.
+        """
+        return None
+
+    def to_datetime(self, value: Any) -> datetime | None:
+        """A ``run_at`` value as the database driver returned it, as the ORM
+        would return it (aware under ``USE_TZ``, parsed on SQLite)."""
+        if value is None:
+            return None
+        field = Task._meta.get_field("run_at")
+        column = field.get_col(str(Task._meta.db_table))
+        for converter in self.connection.ops.get_db_converters(column):
+            value = converter(value, column, self.connection)
+        return value  # type: ignore[no-any-return]
 
     def before_claim(self) -> None:
         """Note the database's change marker, so :meth:`wait` sees later changes."""

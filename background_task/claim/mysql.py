@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError
 
@@ -47,14 +48,14 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
         # The two queries of due_priorities, per priority order.
         self._walks: dict[bool, tuple[str, str]] = {}
 
-    def due_priorities(self, now: datetime) -> list[int] | None:
-        """The priorities that hold due waiting tasks, best first, or None
-        if the queue has more than ``bands.MAX_STEPS`` priorities waiting
-        (the claim then walks every priority in order, as it used to).
+    def waiting_priorities(self, now: datetime) -> tuple[list[tuple[int, bool]], bool]:
+        """The priorities of waiting tasks, best first, each with whether it
+        holds a due task, and whether that is all of them (the walk stops
+        after ``bands.MAX_STEPS`` priorities).
 
-        One query per waiting priority: each reads the first entry of the
-        claim index after the previous priority, which is that priority's
-        earliest task, and says whether it is due.
+        One query per waiting priority and one more: each reads the first
+        entry of the claim index after the previous priority, which is that
+        priority's earliest task, and says whether it is due.
         """
         descending = app_settings.PRIORITY_DESCENDING
         if descending not in self._walks:
@@ -73,19 +74,47 @@ class MySQLClaimStrategy(SkipLockedClaimStrategy):
             self._walks[descending] = (select + tail, select + after + tail)
         first, following = self._walks[descending]
         moment = self.connection.ops.adapt_datetimefield_value(now)
-        due: list[int] = []
+        seen: list[tuple[int, bool]] = []
         with self.connection.cursor() as cursor:
             cursor.execute(first, [moment, status.WAITING])
             row = cursor.fetchone()
-            for _ in range(bands.MAX_STEPS):
-                if row is None:
-                    return due
+            while row is not None and len(seen) < bands.MAX_STEPS:
                 priority, is_due = row
-                if is_due:
-                    due.append(priority)
+                seen.append((priority, bool(is_due)))
                 cursor.execute(following, [moment, status.WAITING, priority])
                 row = cursor.fetchone()
-        return due if row is None else None
+        return seen, row is None
+
+    def due_priorities(self, now: datetime) -> list[int] | None:
+        """The priorities that hold due waiting tasks, best first, or None
+        if the queue has more than ``bands.MAX_STEPS`` priorities waiting
+        (the claim then walks every priority in order, as it used to)."""
+        seen, complete = self.waiting_priorities(now)
+        return [priority for priority, is_due in seen if is_due] if complete else None
+
+    def next_run_at(self, now: datetime) -> datetime | None:
+        seen, _ = self.waiting_priorities(now)
+        if not seen:
+            return None
+        quote = self.connection.ops.quote_name
+        run_at = quote("run_at")
+        # One seek per priority, as a UNION of single-row reads: MariaDB
+        # would read every later task of ``priority IN (...)`` for a MIN().
+        part = (
+            f"(SELECT {run_at} FROM {quote(str(Task._meta.db_table))} "
+            "FORCE INDEX (background_task_claim_asc) "
+            f"WHERE {quote('status')} = %s AND {quote('priority')} = %s AND {run_at} > %s "
+            f"ORDER BY {run_at} ASC LIMIT 1)"
+        )
+        sql = f"SELECT MIN(later.{run_at}) FROM ({' UNION ALL '.join([part] * len(seen))}) AS later"
+        moment = self.connection.ops.adapt_datetimefield_value(now)
+        params: list[Any] = []
+        for priority, _ in seen:
+            params += [status.WAITING, priority, moment]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return self.to_datetime(row[0] if row else None)
 
     def claimable(self, request: ClaimRequest) -> TaskQuerySet | None:
         due = self.due_priorities(request.now)

@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models.functions import Coalesce
 
 from background_task import status
+from background_task.claim.bands import PriorityBands
 from background_task.claim.base import ClaimRequest, ClaimStrategy
 from background_task.conf import app_settings
 from background_task.models import Task
@@ -146,6 +147,14 @@ class ReturningClaimStrategy(ClaimStrategy):
         query = self.candidates(request).values("id")[: request.limit].query
         sql, params = query.sql_with_params()
         return sql + self.candidate_suffix, tuple(params)
+
+    def next_run_at(self, now: datetime) -> datetime | None:
+        bands = PriorityBands(self.connection, app_settings.PRIORITY_DESCENDING, 1)
+        sql, params = bands.earliest_later(self.adapt(now))
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return self.to_datetime(row[0] if row else None)
 
     def tasks_from_rows(self, rows: list[Any]) -> list[Task]:
         """Tasks from RETURNING rows, converted as the ORM's compiler converts
