@@ -147,17 +147,24 @@ class TaskProxy:
         ``save_results``) are taken
         out before the arguments are stored.
         """
-        controls = {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs}
+        # (The common call passes none of them: checked cheaply, it is the
+        # hot path of every enqueue.)
+        controls = (
+            {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs} if kwargs else {}
+        )
         ttl = pick_ttl(controls.get("ttl"), controls.get("save_results"))
         if ttl is not None:
             validate_options(ttl=ttl)
-        schedule = TaskSchedule.create(controls.get("schedule")).merge(self.schedule)
+        schedule = self.schedule
+        if "schedule" in controls:
+            schedule = TaskSchedule.create(controls["schedule"]).merge(schedule)
         priority = controls.get("priority")
         return self.runner.schedule(  # type: ignore[no-any-return]
             self.name,
             args,
             kwargs,
-            run_at=schedule.run_at,
+            # None: now, the moment the row is built.
+            run_at=None if schedule.immediate else schedule.run_at,
             priority=schedule.priority if priority is None else priority,
             action=schedule.action,
             queue=controls.get("queue", self.queue),

@@ -123,6 +123,11 @@ class TaskSchedule:
         return self.run_at_after(timezone.now())
 
     @property
+    def immediate(self) -> bool:
+        """Whether this schedule runs a task as soon as it is queued."""
+        return not self._run_at
+
+    @property
     def priority(self) -> int:
         return self._priority or 0
 

@@ -74,6 +74,17 @@ def main() -> int:
         print("CI needs every database; unreachable: " + "; ".join(problems), flush=True)
         return 2
     passes = [(backend, sys.executable, backend, list(sys.argv[1:])) for backend in backends]
+    if "postgres" in backends:
+        # The tuning docs/performance.md offers: psycopg's server-side
+        # binding and prepared statements (tests/settings.py reads DB_PREPARED).
+        passes.append(
+            (
+                "postgres, prepared statements",
+                sys.executable,
+                "postgres+prepared",
+                list(sys.argv[1:]),
+            )
+        )
     django6 = os.path.join(ROOT, ".venv-django6", "bin", "python")
     if os.path.exists(django6):
         # The whole suite on SQLite with Django 6 (and the newest Python), and
@@ -102,6 +113,8 @@ def main() -> int:
     for label, python, backend, arguments in passes:
         print(f"\n===== {label} =====", flush=True)
         env = dict(os.environ, DB_BACKEND=backend, PYTHONPATH=ROOT)
+        if backend.endswith("+prepared"):
+            env.update(DB_BACKEND=backend.removesuffix("+prepared"), DB_PREPARED="1")
         process = subprocess.run(
             [python, "-m", "pytest", "-q", *arguments],
             cwd=ROOT,

@@ -27,6 +27,17 @@ def test_call_stores_a_row_and_returns_it():
     assert row.scheduled_at == row.run_at
 
 
+def test_a_call_without_a_schedule_is_due_the_moment_it_is_queued():
+    before = timezone.now()
+    task = fixtures.noop()
+    row = Task.objects.get(pk=task.pk)
+    assert before <= row.run_at <= timezone.now()
+    assert row.run_at == row.scheduled_at == row.enqueued_at == task.run_at
+    later = Task.objects.get(pk=fixtures.noop(schedule=30).pk)
+    assert later.run_at == later.scheduled_at
+    assert abs(later.run_at - later.enqueued_at - timedelta(seconds=30)) < timedelta(seconds=1)
+
+
 def test_control_keywords_never_reach_the_function():
     creator = User.objects.create(username="c")
     when = datetime(2030, 1, 1, tzinfo=UTC)
