@@ -498,7 +498,13 @@ class Task(BaseTask):
 
     def completed_values(self, now: datetime, **overrides: Any) -> dict[str, Any]:
         """The column values of this task's history row, finished at ``now``."""
-        values = {name: getattr(self, name) for name in _history_attnames() if hasattr(self, name)}
+        # From the instance's __dict__ (a deferred field is loaded by getattr):
+        # this runs for every task a worker finishes.
+        loaded = self.__dict__
+        values = {
+            name: loaded[name] if name in loaded else getattr(self, name)
+            for name in _shared_attnames()
+        }
         values.update(run_at=now, finished_at=now)
         values.update(overrides)
         return values
@@ -606,10 +612,18 @@ class CompletedTask(BaseTask):
 
 
 @functools.cache
+@functools.cache
 def _history_attnames() -> tuple[str, ...]:
     return tuple(
         field.attname for field in CompletedTask._meta.concrete_fields if not field.primary_key
     )
+
+
+@functools.cache
+def _shared_attnames() -> tuple[str, ...]:
+    """The history's columns that a queued task has too."""
+    own = {field.attname for field in Task._meta.concrete_fields}
+    return tuple(name for name in _history_attnames() if name in own)
 
 
 def find_task(task_id: str, using: str | None = None) -> Task | CompletedTask:

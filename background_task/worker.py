@@ -145,6 +145,7 @@ class Worker:
         self._schedules_synced = False
         self._schedule_due_in: float | None = None  # seconds from the last check
         self._task_due_in: float | None = None  # seconds to the next waiting task's run_at
+        self._woken = False  # the next step follows an idle wait (housekeeping done)
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
@@ -335,18 +336,18 @@ class Worker:
             self._mean_duration += DURATION_SMOOTHING * (seconds - self._mean_duration)
 
     def step(self) -> int:
-        """Run maintenance if due, claim what fits and run or dispatch it."""
-        recycle_connections()
+        """Do the housekeeping that is due, claim what fits and run or dispatch it.
+
+        A step that follows a wake-up skips the housekeeping: the idle
+        worker did it before it went to sleep, and the tasks that woke it
+        should not wait for it.
+        """
+        woken, self._woken = self._woken, False
         if self._running:
             self._reap({future for future in self._running if future.done()})
         now = self.clock()
-        if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
-            self.maintenance(now)
-            self._last_maintenance = time.monotonic()
-        if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
-            self._fire_schedules(now)
-        if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
-            self._sample_in_background(now)
+        if not woken:
+            self.housekeeping(now)
         request = ClaimRequest(
             self.worker_id,
             self.batch_size(),
@@ -384,9 +385,29 @@ class Worker:
             self.executor.flush()
         return len(batch)
 
-    def _fire_schedules(self, now: datetime) -> None:
-        """Queue the runs of due schedules; note when the next one is due."""
+    def housekeeping(self, now: datetime) -> bool:
+        """Recycle old connections; sweep, fire schedules and sample if due.
+
+        True when due schedules queued tasks.
+        """
+        recycle_connections()
+        if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
+            self.maintenance(now)
+            self._last_maintenance = time.monotonic()
+        fired = False
+        if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
+            fired = self._fire_schedules(now) > 0
+        if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
+            self._sample_in_background(now)
+        return fired
+
+    def _fire_schedules(self, now: datetime) -> int:
+        """Queue the runs of due schedules; note when the next one is due.
+
+        Returns how many runs were queued.
+        """
         self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_INTERVAL
+        fired = 0
         if not self._schedules_synced:
             counts = scheduler.sync_declared(self.registry, self.using)
             self._schedules_synced = True
@@ -396,9 +417,10 @@ class Worker:
                 )
         due = scheduler.next_due(self.registry, self.using)
         if due is not None and due <= now:
-            scheduler.fire_due(self.registry, now, self.using)
+            fired = scheduler.fire_due(self.registry, now, self.using)
             due = scheduler.next_due(self.registry, self.using)
         self._schedule_due_in = None if due is None else max(0.0, (due - now).total_seconds())
+        return fired
 
     def _sample_in_background(self, now: datetime) -> None:
         """Take this minute's queue sample on a thread of its own.
@@ -450,14 +472,17 @@ class Worker:
         self._thread_connections.clear()
 
     def _idle(self) -> None:
-        # Connections are checked at the start of each step, not here: the
-        # claim that follows a check warms a reopened connection, so a
-        # wake-up finds it ready (a new connection and its first query cost
-        # several milliseconds on a server database).
         if self._running:
             done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
             self._reap(done)
         else:
+            # Housekeeping now rather than after the wake-up, and a
+            # recycled connection reopened (and its claim statements
+            # prepared) now: a new connection and its first statements cost
+            # milliseconds on a server database, which the tasks that wake
+            # the worker would otherwise wait for.
+            if self._guarded(self._before_waiting) != 0:
+                return  # schedules queued tasks (claim them at once), or an outage
             logger.debug("waiting for tasks")
             wait_for = self.sleep
             if self._schedule_due_in is not None:  # wake up for the next schedule
@@ -467,6 +492,14 @@ class Worker:
                 wait_for = min(wait_for, max(self._task_due_in, MIN_DUE_WAIT))
                 self._task_due_in = None
             self.strategy.wait(wait_for, self.stopping)
+            self._woken = True
+
+    def _before_waiting(self) -> int:
+        """Housekeeping and a ready connection; 1 if schedules queued tasks."""
+        if self.housekeeping(self.clock()):
+            return 1
+        self.strategy.warm()
+        return 0
 
     def _reap(self, done: set[Future[Any]]) -> None:
         for future in done:

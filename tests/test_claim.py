@@ -181,11 +181,7 @@ def test_claim_statement_reads_claimed_rows_by_primary_key_without_statistics():
     Task.objects.bulk_create(rows, batch_size=2000)
     claim = request(limit=50, now=now)
     statement = strategy.statement(claim)
-    params = list(statement.params)
-    for position in statement.now_positions:
-        params[position] = strategy.adapt(now)
-    params[statement.token_position] = "explain"
-    params[statement.worker_position] = "w1"
+    params = strategy.parameters(statement, now, "explain", "w1")
     with connection.cursor() as cursor:
         prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
         cursor.execute(prefix + statement.sql, params)

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from background_task import signals
@@ -186,6 +187,25 @@ def test_a_worker_with_no_tasks_registered_fails_nothing(clock):
     assert worker.step() == 0
     assert Task.objects.get().status == "waiting"
     assert not CompletedTask.objects.exists()
+
+
+def test_an_idle_worker_reconnects_before_it_waits_not_after(clock):
+    """The claim after a wake-up must not pay for connecting (or, on
+    PostgreSQL, for preparing the claim statement)."""
+    worker = make_worker(clock)
+    assert worker.step() == 0
+    connection.close()  # as CONN_MAX_AGE closes it between steps
+    try:
+        worker._idle()
+        assert connection.connection is not None
+        if connection.vendor == "postgresql" and worker.strategy.prepared.enabled:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+                assert cursor.fetchone()[0] >= 1
+        fixtures.noop(schedule=0)
+        assert worker.step() == 1
+    finally:
+        worker.strategy.close()
 
 
 def test_expired_claims_are_put_back(clock):

@@ -68,19 +68,30 @@ class ReturningClaimStrategy(ClaimStrategy):
             return []
         self.before_claim()
         statement = self.statement(request)
-        params = list(statement.params)
-        now = self.adapt(request.now)
-        for position in statement.now_positions:
-            params[position] = now
-        params[statement.token_position] = uuid.uuid4().hex
-        params[statement.worker_position] = request.worker_id
+        params = self.parameters(statement, request.now, uuid.uuid4().hex, request.worker_id)
         with self.connection.cursor() as cursor:
-            cursor.execute(statement.sql, params)
-            rows = cursor.fetchall()
+            rows = self.run(cursor, statement.sql, params)
         tasks = self.tasks_from_rows(rows)
         sign = -1 if app_settings.PRIORITY_DESCENDING else 1
         tasks.sort(key=lambda task: (sign * task.priority, task.run_at, task.pk))
         return tasks
+
+    def parameters(
+        self, statement: ClaimStatement, now: datetime, token: str, worker_id: str
+    ) -> list[Any]:
+        """The parameters of one claim through ``statement``."""
+        params = list(statement.params)
+        adapted = self.adapt(now)
+        for position in statement.now_positions:
+            params[position] = adapted
+        params[statement.token_position] = token
+        params[statement.worker_position] = worker_id
+        return params
+
+    def run(self, cursor: Any, sql: str, params: list[Any]) -> list[Any]:
+        """Execute a compiled claim; the rows it returns."""
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
 
     def statement(self, request: ClaimRequest) -> ClaimStatement:
         """The compiled claim for this request's shape, compiled on first use."""
