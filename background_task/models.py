@@ -612,7 +612,6 @@ class CompletedTask(BaseTask):
 
 
 @functools.cache
-@functools.cache
 def _history_attnames() -> tuple[str, ...]:
     return tuple(
         field.attname for field in CompletedTask._meta.concrete_fields if not field.primary_key
