@@ -17,7 +17,7 @@ from tests.testapp import tasks as fixtures  # noqa: F401  (registers the tasks 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql"
     or bool(connection.settings_dict["OPTIONS"].get("server_side_binding")),
-    reason="PostgreSQL with client-side binding prepares claims itself",
+    reason="the worker prepares claims itself only on PostgreSQL without server-side binding",
 )
 
 
