@@ -291,12 +291,22 @@ def _default_literal(field: Any) -> tuple[Any, str] | None:
 _statements: dict[tuple[str, int, type[models.Model]], _Statement] = {}
 
 
+def _copies(connection: Any) -> bool:
+    """Whether many rows go through COPY: PostgreSQL through psycopg 3
+    (with psycopg2, which Django also supports, multi-row INSERTs)."""
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
 def _statement(using: str, model: type[models.Model] = Task) -> _Statement:
     connection = connections[using]
     key = (using, id(connection.settings_dict), model)
     statement = _statements.get(key)
     if statement is None:
-        kind = _PostgresStatement if connection.vendor == "postgresql" else _Statement
+        kind = _PostgresStatement if _copies(connection) else _Statement
         statement = _statements[key] = kind(using, model)
     return statement
 

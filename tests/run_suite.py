@@ -13,6 +13,17 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: What a pass on psycopg2 runs: the code that talks to the driver (COPY or
+#: multi-row INSERTs, prepared claims, LISTEN) and real workers on it.
+PSYCOPG2_TESTS = (
+    "tests/test_claim.py",
+    "tests/test_prepared_claims.py",
+    "tests/test_inserting.py",
+    "tests/test_enqueue.py",
+    "tests/test_worker.py",
+    "tests/test_liveness.py",
+    "tests/test_process_tasks.py",
+)
 
 
 def postgres_reachable() -> str | None:
@@ -85,6 +96,16 @@ def main() -> int:
                 list(sys.argv[1:]),
             )
         )
+        # The driver-dependent parts on psycopg2, which Django also
+        # supports (tests/settings.py reads DB_DRIVER).
+        passes.append(
+            (
+                "postgres, psycopg2",
+                sys.executable,
+                "postgres+psycopg2",
+                list(PSYCOPG2_TESTS),
+            )
+        )
     django6 = os.path.join(ROOT, ".venv-django6", "bin", "python")
     if os.path.exists(django6):
         # The whole suite on SQLite with Django 6 (and the newest Python), and
@@ -115,6 +136,8 @@ def main() -> int:
         env = dict(os.environ, DB_BACKEND=backend, PYTHONPATH=ROOT)
         if backend.endswith("+prepared"):
             env.update(DB_BACKEND=backend.removesuffix("+prepared"), DB_PREPARED="1")
+        if backend.endswith("+psycopg2"):
+            env.update(DB_BACKEND=backend.removesuffix("+psycopg2"), DB_DRIVER="psycopg2")
         process = subprocess.run(
             [python, "-m", "pytest", "-q", *arguments],
             cwd=ROOT,

@@ -1,7 +1,9 @@
 """Settings of the test project; the database comes from the environment.
 
 DB_BACKEND is sqlite (default), postgres or mysql; DB_NAME, DB_USER,
-DB_PASSWORD, DB_HOST and DB_PORT override the defaults of each.
+DB_PASSWORD, DB_HOST and DB_PORT override the defaults of each. On
+PostgreSQL, DB_PREPARED=1 turns on server-side binding and prepared
+statements, and DB_DRIVER=psycopg2 runs on psycopg2 instead of psycopg 3.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ if BACKEND == "sqlite":
         }
     }
 elif BACKEND == "postgres":
+    if os.environ.get("DB_DRIVER") == "psycopg2":
+        # Django picks psycopg 3 when it can import it; make it fail, so
+        # this process (and the workers it starts) run on psycopg2.
+        import sys
+
+        sys.modules["psycopg"] = None  # type: ignore[assignment]
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",

@@ -9,6 +9,7 @@ from typing import Any
 
 from background_task.claim.bands import BAND, PriorityBands, where
 from background_task.claim.base import ClaimRequest
+from background_task.claim.listening import Listener, open_listener
 from background_task.claim.prepared import PreparedStatements
 from background_task.claim.returning import ReturningClaimStrategy
 from background_task.conf import app_settings
@@ -31,11 +32,11 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     priority the walk visits, since PostgreSQL before 17 would only filter
     on ``priority = ANY(...)`` rather than seek with it.
 
-    An idle worker LISTENs on its own connection (psycopg 3) for the
+    An idle worker LISTENs on its own connection for the
     notification a trigger sends when tasks are inserted; PostgreSQL
     delivers it when the enqueuing transaction commits. A notification is
-    only a hint: the worker then claims through SQL as always. Without
-    psycopg 3, or if listening fails, the worker polls.
+    only a hint: the worker then claims through SQL as always. If
+    listening fails, the worker polls.
 
     Outside transaction blocks the claim statement is PREPAREd once per
     session (see :mod:`background_task.claim.prepared`): parsing and
@@ -58,7 +59,7 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._listener: Any = None
+        self._listener: Listener | None = None
         self._listen_failed_at = float("-inf")
         # Set by the first wait(): only a worker that goes idle listens, so
         # one-off claims (tasks.run_next_task()) open no extra connection.
@@ -90,18 +91,14 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
             with self.connection.cursor() as cursor:
                 self.prepared.prepare_latest(cursor)
 
-    def listener(self) -> Any:
+    def listener(self) -> Listener | None:
         """The LISTEN connection, opened on first use (so after any fork)."""
         if self._listener is not None and not self._listener.closed:
             return self._listener
         if time.monotonic() - self._listen_failed_at < 30:
             return None
         try:
-            import psycopg
-
-            params = self.connection.get_connection_params()
-            listener = psycopg.connect(**params, autocommit=True)
-            listener.execute(f"LISTEN {CHANNEL}")
+            listener = open_listener(self.connection.get_connection_params(), CHANNEL)
         except Exception as exc:  # any failure means: poll instead
             self._listen_failed_at = time.monotonic()
             logger.warning("Cannot LISTEN for new tasks (%s); polling instead.", exc)
@@ -130,15 +127,7 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                woken = False
-                for _ in listener.notifies(timeout=min(LISTEN_SLICE, remaining), stop_after=1):
-                    woken = True
-                if woken:
-                    # Drain what else arrived, so the next wait does not wake for it.
-                    # (Only once the first generator is done: it holds the
-                    # connection's lock, and a nested notifies() would deadlock.)
-                    for _ in listener.notifies(timeout=0):
-                        pass
+                if listener.wait(min(LISTEN_SLICE, remaining)):
                     return
         except Exception as exc:  # the listener broke: poll until it is back
             logger.warning("Lost the LISTEN connection (%s); polling.", exc)
