@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db.models.signals import post_init, post_save
 from django.forms.models import model_to_dict
@@ -90,6 +92,17 @@ def test_rows_built_without_model_init_match_task_init() -> None:
     assert fast.task_id and fast.task_id != new_row(values).task_id
     assert fast._state.adding and fast._state.db is None
     assert fast.errors is not new_row(values).errors  # mutable defaults are not shared
+
+
+def test_postgresql_runs_on_the_driver_asked_for() -> None:
+    """DB_DRIVER=psycopg2 (a pass of ``make test``) really tests psycopg2."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's drivers")
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    assert is_psycopg3 is (os.environ.get("DB_DRIVER") != "psycopg2")
 
 
 @pytest.mark.django_db(transaction=True)
