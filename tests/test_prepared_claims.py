@@ -126,6 +126,24 @@ def test_a_session_that_lost_its_statements_still_claims_then_stops_preparing(ca
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
+def test_a_statement_that_cannot_be_prepared_runs_plain_and_preparing_stops(caplog):
+    from django.db import ProgrammingError
+
+    prepared = get_strategy().prepared
+    with (
+        caplog.at_level(logging.WARNING, logger="background_task.worker"),
+        connection.cursor() as cursor,
+        # The plain statement's own error is what the caller sees.
+        pytest.raises(ProgrammingError, match="no_such_type"),
+    ):
+        prepared.fetchall(cursor, "SELECT %s::no_such_type", [1])
+    assert not prepared.enabled
+    assert "Cannot prepare the claim statement" in caplog.text
+    assert not _held_claims()
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
 def test_claims_inside_a_transaction_block_are_not_prepared():
     rows = _queue(1)
     strategy = get_strategy()

@@ -113,21 +113,21 @@ class PreparedStatements:
     def fetchall(self, cursor: Any, sql: str, params: list[Any]) -> list[Any]:
         """Run ``sql`` with ``params`` through its prepared statement; its rows."""
         statement = self._statement(cursor, sql)
-        if not self._ensure(cursor, statement):
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-        try:
-            cursor.execute(statement.execute, params)
-            rows: list[Any] = cursor.fetchall()
-        except DatabaseError as exc:
-            state = sqlstate(exc)
-            if state not in (UNDEFINED_STATEMENT, RESULT_TYPE_CHANGED):
-                raise
-            self._missed(cursor, statement, state)
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-        self._misses = 0
-        return rows
+        if self._ensure(cursor, statement):
+            try:
+                cursor.execute(statement.execute, params)
+                rows = list(cursor.fetchall())
+            except DatabaseError as exc:
+                state = sqlstate(exc)
+                if state not in (UNDEFINED_STATEMENT, RESULT_TYPE_CHANGED):
+                    raise
+                self._missed(cursor, statement, state)
+            else:
+                self._misses = 0
+                return rows
+        # Not prepared, or the session lacked it: the plain statement.
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
 
     def prepare_latest(self, cursor: Any) -> None:
         """Prepare the statement run last on the current session, if it lacks it."""
