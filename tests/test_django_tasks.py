@@ -19,6 +19,7 @@ from background_task.backends import DatabaseBackend  # noqa: E402
 from background_task.models import CompletedTask, Task  # noqa: E402
 from tests.conftest import drain, subprocess_env  # noqa: E402
 from tests.testapp import dtasks  # noqa: E402
+from tests.testapp.models import Execution  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -256,9 +257,11 @@ def test_a_killed_worker_s_django_task_is_settled_as_failed(start_worker):
     result = dtasks.sleeps.enqueue(60)
     worker = start_worker("--sleep", "0.1", "--backend", "default", env=subprocess_env())
     deadline = time.monotonic() + 30
-    while result.status != TaskResultStatus.RUNNING and time.monotonic() < deadline:
+    # Running its code, not only claimed: a worker killed between the two
+    # puts the task back unstarted, and the next one would sleep its 60 s.
+    while not Execution.objects.filter(task_name="dtasks.sleeps").exists():
+        assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.05)
-        result.refresh()
     [child] = children(worker.process.pid)
     os.kill(child, signals_module.SIGKILL)
     while not result.is_finished and time.monotonic() < deadline + 10:

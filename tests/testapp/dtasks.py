@@ -53,6 +53,11 @@ if django.VERSION >= (6, 1):
 
 @task
 def sleeps(seconds: float) -> None:
+    """Records that it started (an Execution row), then sleeps."""
+    import os
     import time
 
+    from tests.testapp.models import Execution
+
+    Execution.objects.create(task_name="dtasks.sleeps", worker_pid=os.getpid())
     time.sleep(seconds)
