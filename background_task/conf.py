@@ -1,10 +1,13 @@
 """The package's settings, read lazily from ``django.conf.settings``.
 
-This is the only module that reads Django settings. Every value is read on
-each access, so ``override_settings`` works, and is validated on the way out:
-a bad value raises ``ImproperlyConfigured`` naming the setting and what was
-expected. The system checks in :mod:`background_task.checks` run the same
-validators at startup.
+This is the only module that reads Django settings. Each value is read
+and validated on first use: a bad value raises ``ImproperlyConfigured``
+naming the setting and what was expected. A valid value is then kept until
+Django reports a changed setting (``setting_changed``, sent by
+``override_settings`` and pytest-django's ``settings``), because a worker
+reads several settings per task and reading one through Django's lazy
+settings object took longer than using it. The system checks in
+:mod:`background_task.checks` run the same validators at startup.
 """
 
 from __future__ import annotations
@@ -18,11 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 if TYPE_CHECKING:
     from background_task.autostart import AutostartOptions
 
 _MISSING = object()
+#: Valid setting values read so far, by the names of their SettingSpec.
+_values: dict[tuple[str, ...], Any] = {}
+
+
+def _forget_values(**kwargs: Any) -> None:
+    # Any setting: a default may depend on another (TIME_ZONE, for one).
+    _values.clear()
+
+
+setting_changed.connect(_forget_values, dispatch_uid="background_task.conf")
 
 #: What happens to a task whose worker died while holding it.
 RETRY = "retry"  # count the attempt and queue it again with backoff (at least once)
@@ -161,7 +175,9 @@ class SettingSpec:
 
     def problem(self) -> str | None:
         """Describe what is wrong with the configured value, or return None."""
-        name, value = self.raw()
+        return self._problem(*self.raw())
+
+    def _problem(self, name: str, value: Any) -> str | None:
         if self.is_valid(value):
             return None
         if self.explain is not None:
@@ -169,10 +185,16 @@ class SettingSpec:
         return f"{name} must be {self.expected}, not {value!r}."
 
     def value(self) -> Any:
-        problem = self.problem()
+        """The valid value (kept until a setting changes); raise ImproperlyConfigured if invalid."""
+        found = _values.get(self.names, _MISSING)
+        if found is not _MISSING:
+            return found
+        name, found = self.raw()
+        problem = self._problem(name, found)
         if problem:
             raise ImproperlyConfigured(problem)
-        return self.raw()[1]
+        _values[self.names] = found
+        return found
 
 
 SPECS: dict[str, SettingSpec] = {

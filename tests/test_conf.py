@@ -34,6 +34,37 @@ def test_ascending_ordering():
     assert app_settings.BACKGROUND_TASK_PRIORITY_ORDERING == ""
 
 
+def test_a_value_is_read_from_django_once_until_a_setting_changes(settings, monkeypatch):
+    from background_task.conf import SettingSpec
+
+    reads: list[str] = []
+    raw = SettingSpec.raw
+
+    def counted(spec):
+        reads.append(spec.names[0])
+        return raw(spec)
+
+    monkeypatch.setattr(SettingSpec, "raw", counted)
+    settings.BACKGROUND_TASK_MAX_ATTEMPTS = 7  # the fixture sends setting_changed
+    assert [app_settings.MAX_ATTEMPTS for _ in range(3)] == [7, 7, 7]
+    assert reads.count("BACKGROUND_TASK_MAX_ATTEMPTS") == 1
+    settings.BACKGROUND_TASK_MAX_ATTEMPTS = 8
+    assert app_settings.MAX_ATTEMPTS == 8
+    with override_settings(BACKGROUND_TASK_MAX_ATTEMPTS=0):
+        for _ in range(2):  # a bad value is never kept: it raises on every read
+            with pytest.raises(ImproperlyConfigured, match="MAX_ATTEMPTS"):
+                _ = app_settings.MAX_ATTEMPTS
+    assert app_settings.MAX_ATTEMPTS == 8
+
+
+@override_settings(TIME_ZONE="Asia/Tokyo")
+def test_a_default_that_follows_another_setting_follows_its_changes():
+    assert app_settings.SCHEDULE_TIMEZONE == "Asia/Tokyo"
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        assert app_settings.SCHEDULE_TIMEZONE == "Europe/Paris"
+    assert app_settings.SCHEDULE_TIMEZONE == "Asia/Tokyo"
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "check_id", "fragment"),
     [
