@@ -25,6 +25,7 @@ from django.utils import timezone
 from background_task import signals, status
 from background_task.conf import FAIL, app_settings
 from background_task.control import CurrentTask, reset_current, set_current
+from background_task.deleting import delete_claimed
 from background_task.exceptions import BackgroundTaskError, InvalidTaskError, Retry, TaskCancelled
 from background_task.inserting import insert_history
 from background_task.models import CompletedTask, Task, TaskQuerySet
@@ -304,10 +305,7 @@ class TaskExecutor:
             for token, ids in by_token.items():
                 if token is None:
                     raise _SomeClaimLost  # recorded one by one, each fenced on its own
-                deleted, _ = (
-                    Task.objects.using(self.using).filter(claim_token=token, pk__in=ids).delete()
-                )
-                if deleted != len(ids):
+                if delete_claimed(self.using, token, ids) != len(ids):
                     raise _SomeClaimLost
             insert_history(
                 [

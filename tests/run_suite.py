@@ -19,6 +19,7 @@ PSYCOPG2_TESTS = (
     "tests/test_claim.py",
     "tests/test_prepared_claims.py",
     "tests/test_inserting.py",
+    "tests/test_deleting.py",
     "tests/test_enqueue.py",
     "tests/test_worker.py",
     "tests/test_liveness.py",

@@ -91,7 +91,10 @@ def test_claimed_tasks_read_back_as_the_orm_reads_them(strategy):
     (claimed,) = strategy.claim(request(queues=["q"]))
     stored = Task.objects.get(pk=claimed.pk)
     for field in Task._meta.concrete_fields:
-        assert getattr(claimed, field.attname) == getattr(stored, field.attname), field.name
+        value, expected = getattr(claimed, field.attname), getattr(stored, field.attname)
+        assert value == expected, field.name
+        if isinstance(expected, datetime):  # the very time zone object the ORM gives
+            assert value.tzinfo is expected.tzinfo, field.name
     assert claimed.params() == ([1, 2], {})
     assert not claimed._state.adding and claimed._state.db == "default"
 
@@ -103,6 +106,35 @@ def test_claims_with_naive_times_when_time_zones_are_off(strategy):
     task.save()
     (claimed,) = strategy.claim(request(now=datetime.now() + timedelta(seconds=1)))
     assert claimed.pk == task.pk and claimed.locked_at.tzinfo is None
+    stored = Task.objects.get(pk=task.pk)
+    assert (claimed.run_at, claimed.locked_at) == (stored.run_at, stored.locked_at)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's loaders")
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_claimed_timestamps_are_parsed_by_psycopg_s_c_loader(use_tz):
+    from background_task.claim.timestamps import TIMESTAMPTZ_OID, FastTimestamps
+
+    connection.ensure_connection()
+    if not hasattr(connection.connection, "adapters"):
+        pytest.skip("psycopg2 parses timestamps in C already")
+    import psycopg
+
+    with override_settings(USE_TZ=use_tz):
+        fast = FastTimestamps(connection)
+        query = "SELECT TIMESTAMPTZ '2026-12-06 07:08:09.123456+00', NULL::timestamptz, 1"
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            expected = list(cursor.fetchall())
+        with connection.cursor() as cursor:
+            assert fast.use(cursor) is (psycopg.pq.__impl__ != "python")
+            cursor.execute(query)
+            rows = fast.restore(cursor, list(cursor.fetchall()))
+            loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ_OID, psycopg.pq.Format.TEXT)
+    if psycopg.pq.__impl__ != "python":
+        assert loader.__module__.startswith(("psycopg_binary", "psycopg_c")), loader
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert rows[0][0].tzinfo is expected[0][0].tzinfo  # UTC, or None without USE_TZ
 
 
 def test_concurrent_claims_never_overlap(strategy):

@@ -12,6 +12,7 @@ from background_task.claim.base import ClaimRequest
 from background_task.claim.listening import Listener, open_listener
 from background_task.claim.prepared import PreparedStatements
 from background_task.claim.returning import ReturningClaimStrategy
+from background_task.claim.timestamps import FastTimestamps
 from background_task.conf import app_settings
 
 logger = logging.getLogger("background_task.worker")
@@ -40,7 +41,8 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
 
     Outside transaction blocks the claim statement is PREPAREd once per
     session (see :mod:`background_task.claim.prepared`): parsing and
-    planning it cost more than running it.
+    planning it cost more than running it. The claimed rows' timestamps
+    are parsed in C (see :mod:`background_task.claim.timestamps`).
     """
 
     supports_skip_locked = True
@@ -65,6 +67,7 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
         # one-off claims (tasks.run_next_task()) open no extra connection.
         self._listening = False
         self.prepared = PreparedStatements(self.connection)
+        self.timestamps = FastTimestamps(self.connection)
 
     def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
         base = self.candidates(request)
@@ -81,9 +84,12 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
         return sql, (*params, *lane_params, *beyond_params)
 
     def run(self, cursor: Any, sql: str, params: list[Any]) -> list[Any]:
+        fast = self.timestamps.use(cursor)
         if self.prepared.usable():
-            return self.prepared.fetchall(cursor, sql, params)
-        return super().run(cursor, sql, params)
+            rows = self.prepared.fetchall(cursor, sql, params)
+        else:
+            rows = super().run(cursor, sql, params)
+        return self.timestamps.restore(cursor, rows) if fast else rows
 
     def warm(self) -> None:
         super().warm()

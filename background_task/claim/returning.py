@@ -14,7 +14,7 @@ from background_task import status
 from background_task.claim.bands import PriorityBands
 from background_task.claim.base import ClaimRequest, ClaimStrategy
 from background_task.conf import app_settings
-from background_task.models import Task
+from background_task.models import Task, tasks_from_db
 
 #: Stands for "now" while a claim statement is compiled; the positions where
 #: it lands among the parameters are where each claim puts its own time.
@@ -178,8 +178,7 @@ class ReturningClaimStrategy(ClaimStrategy):
             )
         if self._converters:
             rows = list(self._compiler.apply_converters(rows, self._converters))
-        alias = self.connection.alias
-        return [Task.from_db(alias, self._attnames, row) for row in rows]
+        return tasks_from_db(self.connection.alias, self._attnames, rows)
 
     def adapt(self, value: Any) -> Any:
         if isinstance(value, datetime):
