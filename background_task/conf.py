@@ -29,11 +29,14 @@ if TYPE_CHECKING:
 _MISSING = object()
 #: Valid setting values read so far, by the names of their SettingSpec.
 _values: dict[tuple[str, ...], Any] = {}
+#: Whether each name asked about by is_set() is set.
+_present: dict[str, bool] = {}
 
 
 def _forget_values(**kwargs: Any) -> None:
     # Any setting: a default may depend on another (TIME_ZONE, for one).
     _values.clear()
+    _present.clear()
 
 
 setting_changed.connect(_forget_values, dispatch_uid="background_task.conf")
@@ -330,8 +333,12 @@ SPECS: dict[str, SettingSpec] = {
 
 def is_set(name: str) -> bool:
     """Whether the project sets this setting at all: a cheap test for the
-    per-task paths, which read (and validate) a setting only when it is set."""
-    return hasattr(django_settings, name)
+    per-task paths, which read (and validate) a setting only when it is set.
+    Kept, as values are, until a setting changes."""
+    found = _present.get(name)
+    if found is None:
+        found = _present[name] = hasattr(django_settings, name)
+    return found
 
 
 # Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).

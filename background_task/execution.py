@@ -142,16 +142,24 @@ class TaskExecutor:
         #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
         self.pending: list[tuple[Task, str | None, datetime]] = []
 
-    def call_arguments(
-        self, task: Task, function: Callable[..., Any] | None
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """The stored arguments, checked against ``function``'s signature (if given)."""
+    @staticmethod
+    def call_arguments(task: Task) -> tuple[list[Any], dict[str, Any]]:
+        """The stored arguments."""
         try:
-            args, kwargs = task.params()
+            return task.params()
         except ValueError as exc:
             raise BadTaskRow(f"Task {task.task_id} has unreadable arguments: {exc}") from exc
-        if function is None:
-            return args, kwargs
+
+    def check_arguments(
+        self, task: Task, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        """Raise BadTaskRow if the stored arguments do not fit ``function``'s signature.
+
+        Run when a call raised TypeError, to tell arguments that never fitted
+        (the task's row is bad: no retry) from a TypeError of the task's own
+        code. Python binds a call's arguments before running any of its body,
+        so checking only then costs nothing on the way to a success.
+        """
         if function not in self._signatures:
             try:
                 self._signatures[function] = inspect.signature(function)
@@ -165,7 +173,6 @@ class TaskExecutor:
                 raise BadTaskRow(
                     f"Stored arguments do not fit {task.task_name}{signature}: {exc}"
                 ) from exc
-        return args, kwargs
 
     def can_defer_successes(self) -> bool:
         """Successes may be recorded in batches only while no receiver could
@@ -192,17 +199,22 @@ class TaskExecutor:
                 from background_task.backends import Run
 
                 run = Run(task, self.worker_id)
-                function = run.call
-                args, kwargs = self.call_arguments(task, None)
             else:
                 function = self.registry.get(task.task_name).task_function
-                args, kwargs = self.call_arguments(task, function)
+            args, kwargs = self.call_arguments(task)
             if self.slots is not None:
                 self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
             self.in_task_code = True
             current = set_current(CurrentTask(task, self.using))
             try:
-                value = run.call(args, kwargs) if run is not None else function(*args, **kwargs)
+                if run is not None:
+                    value = run.call(args, kwargs)
+                else:
+                    try:
+                        value = function(*args, **kwargs)
+                    except TypeError:
+                        self.check_arguments(task, function, args, kwargs)
+                        raise
             finally:
                 reset_current(current)
                 self.in_task_code = False

@@ -278,6 +278,10 @@ def _decode(data: dict[str, Any]) -> Any:
     return codec.decode(data)
 
 
+#: ``json.loads(text, object_hook=_decode)``, without building a decoder per call.
+_DECODER = json.JSONDecoder(object_hook=_decode)
+
+
 def _describe(where: str, exc: _Unstorable) -> str:
     return f"{where}{exc.path} {exc.problem}"
 
@@ -343,7 +347,7 @@ def loads_params(text: str) -> tuple[list[Any], dict[str, Any]]:
         args, kwargs = custom.loads(text)
         return list(args), dict(kwargs)
     try:
-        data = json.loads(text, object_hook=_decode)
+        data = _DECODER.decode(text)
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"task_params cannot be read: {exc}") from exc
     if not (isinstance(data, list) and len(data) == 2 and isinstance(data[1], dict)):

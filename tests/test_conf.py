@@ -57,6 +57,15 @@ def test_a_value_is_read_from_django_once_until_a_setting_changes(settings, monk
     assert app_settings.MAX_ATTEMPTS == 8
 
 
+def test_whether_a_setting_is_set_follows_its_changes():
+    from background_task.conf import is_set
+
+    assert not is_set("BACKGROUND_TASK_RESULT_TTL")
+    with override_settings(BACKGROUND_TASK_RESULT_TTL=60):
+        assert is_set("BACKGROUND_TASK_RESULT_TTL")
+    assert not is_set("BACKGROUND_TASK_RESULT_TTL")
+
+
 @override_settings(TIME_ZONE="Asia/Tokyo")
 def test_a_default_that_follows_another_setting_follows_its_changes():
     assert app_settings.SCHEDULE_TIMEZONE == "Asia/Tokyo"

@@ -112,6 +112,14 @@ def test_corrupt_rows_fail_with_a_clear_error_and_others_run(clock, params, frag
     assert Execution.objects.get().key == "ok"
 
 
+def test_a_type_error_of_the_task_s_own_code_is_retried_like_any_error(clock):
+    task = fixtures.mistyped(2, schedule=0)
+    make_worker(clock).step()
+    row = Task.objects.get(pk=task.pk)  # still queued: not a bad row
+    assert row.attempts == 1 and "TypeError" in row.last_error
+    assert "do not fit" not in row.last_error
+
+
 def claim_one(worker, clock):
     [claimed] = worker.strategy.claim(ClaimRequest(worker.worker_id, 1, clock.now, tasks.names()))
     return claimed

@@ -51,6 +51,12 @@ def fail(message: str = "boom") -> None:
 
 
 @background
+def mistyped(count: int = 1) -> str:
+    """Its arguments fit; its own code raises TypeError."""
+    return "x" + count  # type: ignore[operator]
+
+
+@background
 def fail_invalid() -> None:
     raise InvalidTaskError("not worth retrying")
 
