@@ -47,7 +47,7 @@ def dead(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except OSError:  # gone: no /proc entry, or reaped while it was read (ESRCH)
         return True
 
 

@@ -24,6 +24,7 @@ from background_task.autostart import AutostartOptions, lock_path, parse_options
 from background_task.checks import check_settings
 from background_task.conf import app_settings
 from background_task.models import CompletedTask, WorkerProcess
+from tests.chaos import dead
 from tests.conftest import ROOT, subprocess_env, wait_until
 from tests.scratch_servers import free_port
 from tests.testapp import tasks as testtasks
@@ -189,13 +190,7 @@ def servers(tmp_path) -> Iterator[list[Server]]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) no longer runs anything.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return not dead(pid)  # a zombie (exited, not yet reaped) no longer runs anything
 
 
 def supervisors() -> list[WorkerProcess]:
