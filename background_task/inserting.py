@@ -28,10 +28,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, transaction
-from django.db.models.base import ModelState
-from django.db.models.signals import post_init, post_save, pre_init, pre_save
+from django.db.models.signals import post_save, pre_save
 
-from background_task.models import Task
+from background_task.models import Task, bare_task, init_receivers
 
 # Columns that differ from row to row in a bulk call.
 VARYING = ("task_params", "task_hash", "task_id")
@@ -416,7 +415,7 @@ def insert_many(
             ids.extend(
                 statement.write_many(cursor, base, source, min(per_batch, count - start), rows)
             )
-    fast = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
+    fast = not init_receivers()
     tasks = [_copy(template, alias, *row, fast=fast) for row in rows]
     if ids:
         for task, pk in zip(tasks, ids, strict=True):
@@ -427,9 +426,7 @@ def insert_many(
 def _copy(template: Task, using: str, params: str, hash_: str, task_id: str, *, fast: bool) -> Task:
     """A saved-looking copy of ``template`` with its own arguments and ids."""
     if fast:
-        task = Task.__new__(Task)
-        task.__dict__.update(template.__dict__)
-        task._state = ModelState()
+        task = bare_task(template.__dict__)
         for name in MUTABLE:  # each row gets its own lists
             task.__dict__[name] = list(template.__dict__[name])
     else:

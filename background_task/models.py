@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -631,21 +632,34 @@ def _shared_attnames() -> tuple[str, ...]:
     return tuple(name for name in _history_attnames() if name in own)
 
 
+def init_receivers() -> bool:
+    """Whether a ``pre_init`` or ``post_init`` receiver listens to Task: the
+    hot paths then build tasks with ``Model.__init__``, else with :func:`bare_task`."""
+    return pre_init.has_listeners(Task) or post_init.has_listeners(Task)
+
+
+def bare_task(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Task:
+    """An unsaved Task holding ``values`` by attname, built without
+    ``Model.__init__`` and its per-field work (call only when
+    :func:`init_receivers` is false)."""
+    task = Task.__new__(Task)
+    task.__dict__.update(values)
+    task._state = ModelState()
+    return task
+
+
 def tasks_from_db(using: str, attnames: list[str], rows: list[Any]) -> list[Task]:
     """``Task.from_db(using, attnames, row)`` for each row of every concrete field.
 
     Built without ``Model.__init__`` (its per-field work is a tenth of a
-    claim's CPU time) unless someone listens for ``pre_init`` or
-    ``post_init`` on Task; then it is ``from_db`` itself.
+    claim's CPU time) unless :func:`init_receivers`; then it is ``from_db``.
     """
-    if pre_init.has_listeners(Task) or post_init.has_listeners(Task):
+    if init_receivers():
         return [Task.from_db(using, attnames, row) for row in rows]
     tasks = []
     for row in rows:
-        task = Task.__new__(Task)
-        task.__dict__.update(zip(attnames, row, strict=True))
-        task._state = state = ModelState()
-        state.adding, state.db = False, using
+        task = bare_task(zip(attnames, row, strict=True))
+        task._state.adding, task._state.db = False, using
         tasks.append(task)
     return tasks
 

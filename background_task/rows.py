@@ -7,12 +7,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.db import models, transaction
-from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from background_task.inserting import insert_many, insert_one
-from background_task.models import Task, creator_fields, new_task_id
+from background_task.models import Task, bare_task, creator_fields, init_receivers, new_task_id
 from background_task.proxy import validate_options
 from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_fields
 from background_task.serialization import dumps_params, params_dumper, task_hash
@@ -129,12 +127,9 @@ def new_row(values: dict[str, Any]) -> Task:
         values[name] if name in values else (default() if computed else default)
         for name, (default, computed) in zip(_template.attnames, _template.defaults, strict=True)
     ]
-    if pre_init.has_listeners(Task) or post_init.has_listeners(Task):
+    if init_receivers():
         return Task(*row)
-    task = Task.__new__(Task)
-    task._state = ModelState()
-    task.__dict__.update(zip(_template.attnames, row, strict=True))
-    return task
+    return bare_task(zip(_template.attnames, row, strict=True))
 
 
 def schedule_task(
