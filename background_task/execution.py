@@ -178,7 +178,8 @@ class TaskExecutor:
         """Successes may be recorded in batches only while no receiver could
         see the per-task signal order change (started, successful, finished)."""
         return not (
-            signals.task_successful.has_listeners(Task) or signals.task_finished.has_listeners(Task)
+            signals.listened(signals.task_successful, Task)
+            or signals.listened(signals.task_finished, Task)
         )
 
     def execute(self, task: Task, *, defer_success: bool = False) -> Outcome:

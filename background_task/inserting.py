@@ -31,6 +31,7 @@ from django.db import connections, models, transaction
 from django.db.models.signals import post_save, pre_save
 
 from background_task.models import Task, bare_task, init_receivers
+from background_task.signals import listened
 
 # Columns that differ from row to row in a bulk call.
 VARYING = ("task_params", "task_hash", "task_id")
@@ -41,7 +42,7 @@ MUTABLE = ("errors", "worker_ids")
 
 def orm_needed() -> bool:
     """Whether a receiver of Task's model signals must see the save."""
-    return pre_save.has_listeners(Task) or post_save.has_listeners(Task)
+    return listened(pre_save, Task) or listened(post_save, Task)
 
 
 class _Statement:
@@ -80,11 +81,19 @@ class _Statement:
         self.single_sql: dict[tuple[int, ...], str] = {}
         #: Per column, what :meth:`one` needs, in one tuple.
         self.plan = [
-            (index, field.attname, field, automatic, literal[0] if literal else None, plain)
-            for index, (field, automatic, literal, plain) in enumerate(
-                zip(self.fields, self.automatic, self.literals, self.plain, strict=True)
+            (
+                index,
+                field.attname,
+                field,
+                literal[0] if literal else None,
+                plain,
+                kind == "DateTimeField",
+            )
+            for index, (field, literal, plain, kind) in enumerate(
+                zip(self.fields, self.literals, self.plain, self.kinds, strict=True)
             )
         ]
+        self.any_automatic = any(self.automatic)
         self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
         self.pk_column = str(meta.pk.column)
         pk_column = ops.quote_name(self.pk_column)
@@ -144,6 +153,11 @@ class _Statement:
         """The INSERT of one row, naming only its non-NULL columns (the others
         default to NULL): shorter to send, bind and parse than all of them."""
         values = task.__dict__
+        if self.any_automatic:
+            values = dict(values)
+            for field, automatic in zip(self.fields, self.automatic, strict=True):
+                if automatic:
+                    values[field.attname] = field.pre_save(task, add=True)
         shape: list[int] = []  # column index; bitwise-inverted where the SQL holds a literal
         params: list[Any] = []
         # A new row's run_at and scheduled_at are one datetime object (and
@@ -151,20 +165,22 @@ class _Statement:
         # converted, each object is converted once. Keyed by id(): the
         # objects live in the row until this returns.
         converted: dict[int, Any] = {}
-        for index, attname, field, automatic, literal, plain in self.plan:
-            value = field.pre_save(task, add=True) if automatic else values[attname]
+        for index, attname, field, literal, plain, is_datetime in self.plan:
+            value = values[attname]
             if value is None:
                 continue
-            if literal is not None and type(value) is type(literal) and value == literal:
+            kind = type(value)
+            if literal is not None and kind is type(literal) and value == literal:
                 shape.append(~index)
                 continue
-            if not _passes(value, plain):
-                if self.kinds[index] != "DateTimeField":
+            # Values the driver takes as they are skip the field's preparation.
+            if kind is not plain or (plain is datetime and value.tzinfo is None):
+                if not is_datetime:
                     value = field.get_db_prep_save(value, connection=connection)
                 elif id(value) in converted:
                     value = converted[id(value)]
                 else:
-                    if type(value) is datetime and value.tzinfo is not None:
+                    if kind is datetime and value.tzinfo is not None:
                         # What the field's preparation comes to for an aware
                         # datetime, without its checks for other kinds of value.
                         prepared = connection.ops.adapt_datetimefield_value(value)
@@ -273,9 +289,9 @@ def _passes(value: Any, plain: type | None) -> bool:
 
 def _default_literal(field: Any) -> tuple[Any, str] | None:
     """(default value, its SQL literal) for simple constant defaults, else None."""
-    if not field.has_default():
+    if not field.has_default() and (field.null or not field.empty_strings_allowed):
         return None
-    default = field.get_default()
+    default = field.get_default()  # "" for a NOT NULL text column without a default
     if type(default) is bool:
         return default, ("TRUE" if default else "FALSE")
     if type(default) is int:
@@ -300,8 +316,9 @@ def _copies(connection: Any) -> bool:
     return bool(is_psycopg3)
 
 
-def _statement(using: str, model: type[models.Model] = Task) -> _Statement:
-    connection = connections[using]
+def _statement(using: str, model: type[models.Model] = Task, connection: Any = None) -> _Statement:
+    if connection is None:
+        connection = connections[using]
     key = (using, id(connection.settings_dict), model)
     statement = _statements.get(key)
     if statement is None:
@@ -337,10 +354,10 @@ def insert_one(task: Task, using: str | None = None) -> Task:
     if orm_needed():
         task.save(using=alias, force_insert=True)
         return task
-    statement = _statement(alias)
+    connection = connections[alias]
+    statement = _statement(alias, Task, connection)
     if not task.locked_by:
         task.locked_by = None  # as Task.save() does
-    connection = connections[alias]
     sql, values = statement.one(task, connection)
     cursor = _insert_cursor(connection)
     cursor.execute(sql, values)

@@ -34,6 +34,7 @@ from background_task.conf import app_settings, is_set
 from background_task.recurrence import get_timezone
 from background_task.schedules import next_calendar_repetition, next_repetition
 from background_task.serialization import dumps_params, loads_params, task_hash
+from background_task.signals import listened
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -635,7 +636,7 @@ def _shared_attnames() -> tuple[str, ...]:
 def init_receivers() -> bool:
     """Whether a ``pre_init`` or ``post_init`` receiver listens to Task: the
     hot paths then build tasks with ``Model.__init__``, else with :func:`bare_task`."""
-    return pre_init.has_listeners(Task) or post_init.has_listeners(Task)
+    return listened(pre_init, Task) or listened(post_init, Task)
 
 
 def bare_task(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Task:

@@ -201,7 +201,7 @@ class TaskProxy:
         """
         from background_task.rows import bulk_schedule
         from background_task.runner import DBTaskRunner
-        from background_task.signals import task_created
+        from background_task.signals import listened, task_created
 
         merged = TaskSchedule.create(schedule).merge(self.schedule)
         if merged.action != TaskSchedule.SCHEDULE:
@@ -222,7 +222,7 @@ class TaskProxy:
             on_worker_lost=self.on_worker_lost,
             result_ttl=self.ttl,
         )
-        if task_created.has_listeners(DBTaskRunner):
+        if listened(task_created, DBTaskRunner):
             for row in rows:
                 task_created.send(sender=DBTaskRunner, task=row)
         from background_task.testing import eager, run_in_process

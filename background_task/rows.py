@@ -95,19 +95,23 @@ def build_task(
 
 
 class _RowTemplate:
-    """Task's concrete fields in order, with their defaults read once: a
-    constant default is the same object on every ``Field.get_default()``
-    call, so only callable defaults are called per row."""
+    """Task's concrete fields at their defaults, read once: a constant
+    default is the same object on every ``Field.get_default()`` call, so
+    only callable defaults (``task_id``, the JSON lists) are called per row."""
 
     def __init__(self) -> None:
         fields = Task._meta.concrete_fields
         self.attnames = [field.attname for field in fields]
-        self.defaults: list[tuple[Any, bool]] = [
-            (field.get_default, True)
-            if field.has_default() and callable(field.default)
-            else (field.get_default(), False)
-            for field in fields
-        ]
+        #: {attname: default} of every field, in field order (callables' too, replaced per row).
+        self.constants: dict[str, Any] = {}
+        #: (attname, default callable) of the fields whose default is computed.
+        self.computed: list[tuple[str, Any]] = []
+        for field in fields:
+            if field.has_default() and callable(field.default):
+                self.constants[field.attname] = None
+                self.computed.append((field.attname, field.get_default))
+            else:
+                self.constants[field.attname] = field.get_default()
 
 
 _template: _RowTemplate | None = None
@@ -123,13 +127,14 @@ def new_row(values: dict[str, Any]) -> Task:
     global _template
     if _template is None:
         _template = _RowTemplate()
-    row = [
-        values[name] if name in values else (default() if computed else default)
-        for name, (default, computed) in zip(_template.attnames, _template.defaults, strict=True)
-    ]
+    row = _template.constants.copy()
+    row.update(values)
+    for name, default in _template.computed:
+        if name not in values:
+            row[name] = default()
     if init_receivers():
-        return Task(*row)
-    return bare_task(zip(_template.attnames, row, strict=True))
+        return Task(*[row[name] for name in _template.attnames])
+    return bare_task(row)
 
 
 def schedule_task(

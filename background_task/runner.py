@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from background_task.signals import task_created
+from background_task.testing import eager, run_in_process
 
 if TYPE_CHECKING:
     from background_task.models import Task
@@ -25,8 +26,6 @@ class DBTaskRunner:
         task = schedule_task(task_name, args, kwargs, **options)
         if task is not None:
             task_created.send(sender=DBTaskRunner, task=task)
-            from background_task.testing import eager, run_in_process
-
             if eager():
                 run_in_process(task)
         return task

@@ -180,6 +180,8 @@ def repeat_fields(value: Any) -> tuple[int, str | None]:
     then holds its length from 2000-01-01, so 1.2.8 code still sees a
     repeating task.
     """
+    if value is None:  # the common case, checked per enqueue
+        return 0, None
     from dateutil.relativedelta import relativedelta
 
     if not isinstance(value, relativedelta):

@@ -37,6 +37,8 @@ from decimal import Decimal
 from importlib import import_module
 from typing import Any
 
+from background_task.conf import app_settings, is_set
+
 TAG = "__bgtask__"
 
 
@@ -360,8 +362,6 @@ def loads_params(text: str) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _custom_serializer() -> Any:
-    from background_task.conf import app_settings, is_set
-
     if not is_set("BACKGROUND_TASK_SERIALIZER"):  # the common case, checked per call
         return None
     return app_settings.SERIALIZER

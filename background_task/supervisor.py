@@ -217,10 +217,12 @@ class Supervisor:
             return  # it finished in the meantime
         child.timed_out = overdue
         logger.warning(
-            "Worker process %s (pid %s): task %s overran its time limit; killing the process.",
+            "Worker process %s (pid %s): task %s overran its time limit by %.1f s; killing "
+            "the process.",
             slot,
             child.process.pid,
             overdue.pk,
+            now - overdue.deadline,
         )
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.process.pid, signal.SIGKILL)

@@ -14,6 +14,8 @@ import contextvars
 from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
 
+from background_task.conf import app_settings, is_set
+
 if TYPE_CHECKING:
     from background_task.models import Task
 
@@ -47,8 +49,6 @@ def eager() -> bool:
     override = _override.get()
     if override is not None:
         return override
-    from background_task.conf import app_settings, is_set
-
     if not is_set("BACKGROUND_TASK_RUN_IMMEDIATELY"):  # the common case, checked per call
         return False
     return app_settings.RUN_IMMEDIATELY
