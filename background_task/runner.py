@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from background_task.signals import task_created
@@ -18,12 +20,18 @@ logger = logging.getLogger("background_task.tasks")
 class DBTaskRunner:
     """Stores task rows for calls of task proxies (1.2.8 API)."""
 
+    @functools.cached_property
+    def _schedule_task(self) -> Callable[..., Task | None]:
+        # Imported once the apps are loaded (rows needs the models), and then
+        # kept: an import statement per call was a few per cent of an enqueue.
+        from background_task.rows import schedule_task
+
+        return schedule_task
+
     def schedule(self, task_name: str, args: Any, kwargs: Any, **options: Any) -> Task | None:
         """Store one call (see :func:`background_task.rows.schedule_task`) and
         send ``task_created`` for a new row."""
-        from background_task.rows import schedule_task
-
-        task = schedule_task(task_name, args, kwargs, **options)
+        task = self._schedule_task(task_name, args, kwargs, **options)
         if task is not None:
             task_created.send(sender=DBTaskRunner, task=task)
             if eager():

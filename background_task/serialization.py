@@ -311,27 +311,69 @@ def params_dumper() -> Callable[[Sequence[Any], Mapping[str, Any], str], str]:
 _ENCODER = json.JSONEncoder(sort_keys=True)
 
 
+def _c_encoder() -> Callable[[Any, int], Any] | None:
+    """The C encoder that ``_ENCODER.encode`` builds on every call, built once.
+
+    The same text as :data:`_ENCODER` (the stored text is hashed into
+    ``task_hash``, so it must never change), without its check for circular
+    structures: :func:`_encode` has copied the value by then, and a circular
+    one ends its recursion first. None where the json module has no C
+    accelerator (``_ENCODER.encode`` is used then).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    quote = getattr(json.encoder, "c_encode_basestring_ascii", None)
+    if make is None or quote is None:
+        return None
+    encoder = _ENCODER
+    return make(  # type: ignore[no-any-return]
+        None,  # markers: no circular check
+        encoder.default,
+        quote,  # ensure_ascii=True, the default
+        encoder.indent,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+
+
+_C_ENCODER = _c_encoder()
+
+
+def _json(value: Any) -> str:
+    """``_ENCODER.encode(value)`` for a value :func:`_encode` returned."""
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
 def _dumps_builtin(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: str = "") -> str:
-    encoded_args = []
-    for index, value in enumerate(args):
-        try:
-            encoded_args.append(_encode(value))
-        except _Unstorable as exc:
-            raise _cannot_enqueue(
-                task_name, _describe(f"positional argument {index}", exc)
-            ) from None
-    encoded_kwargs = {}
-    for key, value in kwargs.items():
-        try:
-            encoded_kwargs[key] = _encode(value)
-        except _Unstorable as exc:
-            raise _cannot_enqueue(task_name, _describe(f"keyword argument {key!r}", exc)) from None
+    at: int | str | None = None  # the argument being encoded: its position or keyword
     try:
-        return _ENCODER.encode((encoded_args, encoded_kwargs))
-    except ValueError as exc:  # a float NaN is fine for json; a circular structure is not
+        encoded_args = []
+        for at, value in enumerate(args):  # noqa: B007 (read by the except clauses)
+            encoded_args.append(_encode(value))
+        encoded_kwargs = {}
+        for at, value in kwargs.items():
+            encoded_kwargs[at] = _encode(value)
+        return _json((encoded_args, encoded_kwargs))
+    except _Unstorable as exc:
+        raise _cannot_enqueue(task_name, _describe(_argument(at), exc)) from None
+    except RecursionError:
+        raise _cannot_enqueue(
+            task_name, f"{_argument(at)} refers to itself or is nested too deeply to store"
+        ) from None
+    except ValueError as exc:
         raise _cannot_enqueue(
             task_name, f"the arguments cannot be stored as JSON ({exc})"
         ) from None
+
+
+def _argument(at: int | str | None) -> str:
+    if at is None:
+        return "the arguments"
+    return f"positional argument {at}" if isinstance(at, int) else f"keyword argument {at!r}"
 
 
 def _cannot_enqueue(task_name: str, problem: str) -> TypeError:

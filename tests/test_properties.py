@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -72,6 +73,12 @@ def test_other_schedule_types_are_refused_by_name(value):
 def test_json_arguments_round_trip(args, kwargs):
     text = dumps_params(args, kwargs)
     assert loads_params(text) == (args, kwargs)
+
+
+@given(st.lists(json_values, max_size=5), st.dictionaries(argument_names, json_values, max_size=5))
+def test_plain_json_arguments_are_stored_as_json_dumps_writes_them(args, kwargs):
+    """The stored text is hashed into task_hash (1.2.8's identity of a call)."""
+    assert dumps_params(args, kwargs) == json.dumps((args, kwargs), sort_keys=True)
 
 
 @given(st.dictionaries(argument_names, json_values, min_size=2, max_size=5))

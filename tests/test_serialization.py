@@ -41,6 +41,25 @@ def test_unserializable_arguments_are_named(args, kwargs, fragment):
     assert "'app.f'" in str(info.value)
 
 
+def _circular() -> list:
+    loop: list = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragment"),
+    [
+        ([1, _circular()], {}, "positional argument 1 refers to itself"),
+        ([], {"tree": {"a": _circular()}}, "keyword argument 'tree' refers to itself"),
+    ],
+)
+def test_a_circular_argument_is_named(args, kwargs, fragment):
+    with pytest.raises(TypeError, match=r"Cannot enqueue task 'app.f'") as info:
+        dumps_params(args, kwargs, "app.f")
+    assert fragment in str(info.value)
+
+
 def test_loads_round_trip_and_1_2_8_quirks():
     assert loads_params('[[1, "a"], {"k": 2}]') == ([1, "a"], {"k": 2})
     # 1.2.8's new_task accepted a bare value as args.
