@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import json
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -141,6 +142,8 @@ class TaskExecutor:
         self.in_task_code = False
         #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
         self.pending: list[tuple[Task, str | None, datetime]] = []
+        # Pool threads add successes while the worker's thread flushes them.
+        self._pending_lock = threading.Lock()
 
     @staticmethod
     def call_arguments(task: Task) -> tuple[list[Any], dict[str, Any]]:
@@ -225,7 +228,8 @@ class TaskExecutor:
                 value = run.normalize(value)
             encoded = encode_result(value, task, strict=self.wants_result(task) or bool(run))
             if defer_success and run is None and self.can_defer_successes():
-                self.pending.append((task, encoded, self.clock()))
+                with self._pending_lock:
+                    self.pending.append((task, encoded, self.clock()))
                 result = "done"
             else:
                 result = self.persist(partial(self.record_success, task, encoded))
@@ -295,7 +299,8 @@ class TaskExecutor:
         """Record the deferred successes, in one transaction when all claims hold."""
         if not self.pending:
             return
-        pending, self.pending = self.pending, []
+        with self._pending_lock:
+            pending, self.pending = self.pending, []
         try:
             self.persist(partial(self._record_successes, pending))
         except (_SomeClaimLost, DatabaseError):

@@ -453,7 +453,11 @@ class Worker:
 
     def _execute_in_thread(self, task: Task) -> Outcome:
         try:
-            return self.executor.execute(task)
+            # A success waits for the worker's thread, which records those
+            # of all threads together at its next step: one transaction for
+            # many, instead of one per task from each thread (threads that
+            # contend for the database's write lock on SQLite).
+            return self.executor.execute(task, defer_success=True)
         finally:
             recycle_connections()
             self._thread_connections[threading.get_ident()] = list(
@@ -536,6 +540,7 @@ class Worker:
             while self._running and not self.force_stop and time.monotonic() < deadline:
                 done, _ = wait(list(self._running), timeout=0.2)
                 self._reap(done)
+        self.executor.flush()  # the successes of the tasks that finished meanwhile
         if self._running:
             for task in self._running.values():
                 logger.warning(

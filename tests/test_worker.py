@@ -342,6 +342,37 @@ def test_threads_run_tasks_concurrently(clock):
     assert CompletedTask.objects.count() == 6
 
 
+def test_pool_threads_leave_recording_their_successes_to_the_worker_s_thread(clock):
+    """Threads that each committed their own success contended for the write lock."""
+    import re
+    import threading
+
+    from django.db.backends.signals import connection_created
+
+    deletes: list[int] = []  # the thread of each DELETE of claimed task rows
+
+    def watch(execute, sql, params, many, context):
+        if re.match(r"DELETE FROM [`\"]?background_task[`\"]? ", sql):
+            deletes.append(threading.get_ident())
+        return execute(sql, params, many, context)
+
+    def on_connect(sender, connection, **kwargs):
+        connection.execute_wrappers.append(watch)
+
+    connection.execute_wrappers.append(watch)
+    connection_created.connect(on_connect)
+    try:
+        for i in range(9):
+            fixtures.record(str(i), schedule=0)
+        Worker(clock=clock, sleep=0.01, threads=3, burst=True).run()
+    finally:
+        connection_created.disconnect(on_connect)
+        connection.execute_wrappers.remove(watch)
+    assert CompletedTask.objects.filter(status="done").count() == 9
+    assert not Task.objects.exists()
+    assert deletes and set(deletes) == {threading.get_ident()}
+
+
 def test_successes_of_a_batch_are_recorded_together(clock, django_assert_max_num_queries):
     for i in range(10):
         fixtures.record(str(i), schedule=0, repeat=Task.HOURLY if i == 0 else None)
