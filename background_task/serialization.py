@@ -357,14 +357,15 @@ def _dumps_builtin(args: Sequence[Any], kwargs: Mapping[str, Any], task_name: st
         encoded_kwargs = {}
         for at, value in kwargs.items():
             encoded_kwargs[at] = _encode(value)
-        return _json((encoded_args, encoded_kwargs))
     except _Unstorable as exc:
         raise _cannot_enqueue(task_name, _describe(_argument(at), exc)) from None
     except RecursionError:
         raise _cannot_enqueue(
             task_name, f"{_argument(at)} refers to itself or is nested too deeply to store"
         ) from None
-    except ValueError as exc:
+    try:
+        return _json((encoded_args, encoded_kwargs))
+    except (ValueError, RecursionError) as exc:
         raise _cannot_enqueue(
             task_name, f"the arguments cannot be stored as JSON ({exc})"
         ) from None
