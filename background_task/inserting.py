@@ -78,6 +78,13 @@ class _Statement:
         # when it is: fewer parameters to adapt and send per call.
         self.literals = [_default_literal(field) for field in self.fields]
         self.literal_sql = [literal[1] if literal else "%s" for literal in self.literals]
+        #: (prepared default, SQL literal) per column, for rows of prepared values.
+        self.prepared_literals = [
+            (field.get_db_prep_save(literal[0], connection=connection), literal[1])
+            if literal
+            else None
+            for field, literal in zip(self.fields, self.literals, strict=True)
+        ]
         self.single_sql: dict[tuple[int, ...], str] = {}
         #: Per column, what :meth:`one` needs, in one tuple.
         self.plan = [
@@ -208,21 +215,52 @@ class _Statement:
     ) -> list[Any]:
         """Insert ``base`` with the varying columns of the next ``n`` rows of
         ``source`` (appended to ``taken``), as one multi-row INSERT; return
-        the new ids (none where the database cannot return them)."""
+        the new ids (none where the database cannot return them).
+
+        The columns every row holds as NULL or as its field's default are
+        SQL literals in each row's VALUES, not parameters: a task row has 36
+        columns and a bulk call's rows differ in 3, so the statement carries
+        a few parameters per row instead of 36, which the driver binds (and
+        Django's SQLite backend scans for placeholders) per row.
+        """
+        row_sql, constant, positions = self.many_shape(base)
         params: list[Any] = []
-        first, second, third = self.varying
+        first, second, third = positions
         for _ in range(n):
             row = next(source)
             taken.append(row)
-            values = base.copy()
+            values = constant.copy()
             values[first], values[second], values[third] = row
             params.extend(values)
-        sql = self.prefix + ", ".join([self.row] * n)
+        sql = self.prefix + ", ".join([row_sql] * n)
         if not self.returning_many:
             cursor.execute(sql, params)
             return []
         cursor.execute(sql + self.returning, params)
         return [found[0] for found in cursor.fetchall()]
+
+    def many_shape(self, base: list[Any]) -> tuple[str, list[Any], tuple[int, int, int]]:
+        """For rows like ``base`` (prepared values of every column): the
+        VALUES tuple, the parameters it takes, and where the varying
+        columns are among them."""
+        varying = set(self.varying)
+        parts: list[str] = []
+        constant: list[Any] = []
+        positions: dict[int, int] = {}
+        for index, value in enumerate(base):
+            literal = self.prepared_literals[index]
+            if index in varying:
+                positions[index] = len(constant)
+            elif value is None:
+                parts.append("NULL")
+                continue
+            elif literal is not None and type(value) is type(literal[0]) and value == literal[0]:
+                parts.append(literal[1])
+                continue
+            parts.append("%s")
+            constant.append(value)
+        first, second, third = (positions[index] for index in self.varying)
+        return "(" + ", ".join(parts) + ")", constant, (first, second, third)
 
 
 class _PostgresStatement(_Statement):

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,23 @@ def new_task_id() -> str:
     needs one): the version digit is 4, and the variant digit keeps two
     random bits under the RFC 4122 variant's ``10``.
     """
-    text = os.urandom(16).hex()
+    return _task_id(os.urandom(16).hex())
+
+
+def new_task_ids(count: int) -> Iterator[str]:
+    """``count`` fresh task ids, as :func:`new_task_id` makes them, from one
+    read of the system's randomness per 1,024 ids (a system call per id was
+    a tenth of a bulk enqueue's time)."""
+    while count > 0:
+        chunk = min(count, 1024)
+        text = os.urandom(16 * chunk).hex()
+        for start in range(0, 32 * chunk, 32):
+            yield _task_id(text[start : start + 32])
+        count -= chunk
+
+
+def _task_id(text: str) -> str:
+    """The UUID4 string of 32 random hex digits."""
     variant = _VARIANT_DIGITS[int(text[16], 16)]
     return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{variant}{text[17:20]}-{text[20:]}"
 

@@ -10,7 +10,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from background_task.inserting import insert_many, insert_one
-from background_task.models import Task, bare_task, creator_fields, init_receivers, new_task_id
+from background_task.models import Task, bare_task, creator_fields, init_receivers, new_task_ids
 from background_task.proxy import validate_options
 from background_task.schedules import TaskSchedule, _check_priority, aware, repeat_fields
 from background_task.serialization import dumps_params, params_dumper, task_hash
@@ -232,8 +232,9 @@ def bulk_schedule(
 
     def varying() -> Iterator[tuple[str, str, str]]:
         yield template.task_params, template.task_hash, template.task_id
+        ids = new_task_ids(len(items) - 1)
         for index in range(1, len(items)):
             params = dumps(*split_call(index, items[index]), task_name)
-            yield params, task_hash(task_name, params), new_task_id()
+            yield params, task_hash(task_name, params), next(ids)
 
     return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)
