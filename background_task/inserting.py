@@ -180,7 +180,8 @@ class _Statement:
             if literal is not None and kind is type(literal) and value == literal:
                 shape.append(~index)
                 continue
-            # Values the driver takes as they are skip the field's preparation.
+            # Values the driver takes as they are skip the field's preparation
+            # (not _passes(value, plain), inlined: this runs per column per enqueue).
             if kind is not plain or (plain is datetime and value.tzinfo is None):
                 if not is_datetime:
                     value = field.get_db_prep_save(value, connection=connection)
