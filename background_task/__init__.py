@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from background_task.exceptions import Retry, TaskCancelled
-from background_task.status import CANCELLED, DONE, ERROR, RUNNING, WAITING
-
-__version__ = "0.1.0"
+from background_task.core.exceptions import Retry, TaskCancelled
+from background_task.core.status import CANCELLED, DONE, ERROR, RUNNING, WAITING
+from background_task.core.version import __version__
 
 __all__ = [
     "CANCELLED",
@@ -39,14 +38,14 @@ def background(*args: Any, **kwargs: Any) -> Any:
     Usable bare (``@background``) or with options
     (``@background(schedule=60, queue="emails")``).
     """
-    from background_task.registry import tasks
+    from background_task.api.registry import tasks
 
     return tasks.background(*args, **kwargs)
 
 
 def delayed_task(*args: Any, **kwargs: Any) -> Any:
     """autotask's spelling of ``background``: ``@delayed_task(delay=0, retries=0, ttl=300)``."""
-    from background_task.registry import tasks
+    from background_task.api.registry import tasks
 
     return tasks.delayed_task(*args, **kwargs)
 
@@ -56,7 +55,7 @@ def enqueue(task_name: str, *args: Any, **kwargs: Any) -> Any:
 
     Raises TaskNotRegistered for a name no installed app's ``tasks`` module defines.
     """
-    from background_task.registry import tasks
+    from background_task.api.registry import tasks
 
     return tasks.enqueue(task_name, *args, **kwargs)
 
@@ -67,7 +66,7 @@ def get_result(task_id: str) -> Any:
 
     Raises TaskNotFound when there is none.
     """
-    from background_task.control import get_result as find
+    from background_task.api.control import get_result as find
 
     return find(task_id)
 
@@ -75,7 +74,7 @@ def get_result(task_id: str) -> Any:
 def current_task() -> Any:
     """Inside a running task: its ``task_id``, ``attempt`` and ``cancel_requested``;
     None elsewhere."""
-    from background_task.control import current_task as current
+    from background_task.api.control import current_task as current
 
     return current()
 
@@ -85,7 +84,7 @@ def periodic_task(*args: Any, **kwargs: Any) -> Any:
 
     ``@periodic_task(seconds=3600, start_now=False, queue=None, priority=0)``.
     """
-    from background_task.registry import tasks
+    from background_task.api.registry import tasks
 
     return tasks.periodic_task(*args, **kwargs)
 
@@ -96,14 +95,14 @@ def cron_task(*args: Any, **kwargs: Any) -> Any:
     ``@cron_task("0 5 * * tue")``, ``@cron_task(minutes=[0, 30], hours=9)`` or
     ``@cron_task(rrule="FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23")``.
     """
-    from background_task.registry import tasks
+    from background_task.api.registry import tasks
 
     return tasks.cron_task(*args, **kwargs)
 
 
 def call(*args: Any, **kwargs: Any) -> Any:
     """Capture one call's arguments for ``task.bulk(...)``."""
-    from background_task.rows import call as make_call
+    from background_task.api.rows import call as make_call
 
     return make_call(*args, **kwargs)
 
@@ -111,7 +110,7 @@ def call(*args: Any, **kwargs: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # TaskProxy is re-exported lazily so that importing the package stays cheap.
     if name == "TaskProxy":
-        from background_task.proxy import TaskProxy
+        from background_task.api.proxy import TaskProxy
 
         return TaskProxy
     raise AttributeError(f"module 'background_task' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from background_task.autostart import PARENT_CHECK_INTERVAL
+from background_task.runtime.autostart import PARENT_CHECK_INTERVAL
 
 
 def watch_parent(parent_pid: int, interval: float = PARENT_CHECK_INTERVAL) -> None:

@@ -18,11 +18,11 @@ class BackgroundTasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from background_task import signals  # noqa: F401
         from background_task.checks import check_settings
+        from background_task.core import signals  # noqa: F401
 
         checks.register(check_settings, "background_task")
         # In a web server process only, and only with BACKGROUND_TASK_AUTOSTART.
-        from background_task.autostart import start_if_serving
+        from background_task.runtime.autostart import start_if_serving
 
         start_if_serving()

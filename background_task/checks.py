@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from background_task.conf import LEGACY_PAIRS, SPECS, app_settings
+from background_task.core.conf import LEGACY_PAIRS, SPECS, app_settings
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -60,13 +60,13 @@ def check_schedules() -> list[CheckMessage]:
     does) only when BACKGROUND_TASK_SCHEDULE is set, so that a settings
     schedule naming an unknown task is reported here, not at worker start.
     """
-    from background_task.exceptions import TaskDiscoveryError
-    from background_task.periodic import ScheduleError
+    from background_task.api.periodic import ScheduleError
+    from background_task.core.exceptions import TaskDiscoveryError
 
     if not app_settings.SCHEDULE:
         return []
-    from background_task.registry import autodiscover, tasks
-    from background_task.scheduler import definitions
+    from background_task.api.registry import autodiscover, tasks
+    from background_task.runtime.scheduler import definitions
 
     try:
         autodiscover()

@@ -1,19 +1,26 @@
-"""The states of a task, importable without loading models."""
+"""The states of a task, importable without loading models.
 
-from __future__ import annotations
+See :mod:`background_task.core.status`.
+"""
 
-WAITING = "waiting"  # queued, due now or later
-RUNNING = "running"  # claimed by a worker
-DONE = "done"  # finished successfully (CompletedTask)
-ERROR = "error"  # failed for good (CompletedTask)
-CANCELLED = "cancelled"  # cancelled before it ran (CompletedTask)
+from background_task.core.status import (
+    CANCELLED,
+    CHOICES,
+    DONE,
+    ERROR,
+    FINISHED,
+    PENDING,
+    RUNNING,
+    WAITING,
+)
 
-CHOICES = [
-    (WAITING, "waiting"),
-    (RUNNING, "running"),
-    (DONE, "done"),
-    (ERROR, "error"),
-    (CANCELLED, "cancelled"),
+__all__ = [
+    "CANCELLED",
+    "CHOICES",
+    "DONE",
+    "ERROR",
+    "FINISHED",
+    "PENDING",
+    "RUNNING",
+    "WAITING",
 ]
-PENDING = (WAITING, RUNNING)
-FINISHED = (DONE, ERROR, CANCELLED)

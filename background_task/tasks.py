@@ -4,10 +4,10 @@ Django's own autodiscovery imports every app's ``tasks`` module, this one
 included, so it only re-exports: importing it has no side effects.
 """
 
-from background_task.proxy import TaskProxy
-from background_task.registry import Tasks, autodiscover, tasks
-from background_task.runner import DBTaskRunner
-from background_task.schedules import TaskSchedule
+from background_task.api.proxy import TaskProxy
+from background_task.api.registry import Tasks, autodiscover, tasks
+from background_task.api.runner import DBTaskRunner
+from background_task.core.schedules import TaskSchedule
 
 background = tasks.background
 

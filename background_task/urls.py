@@ -1,12 +1,14 @@
-"""URLs of the status endpoint: ``path("tasks/", include("background_task.urls"))``."""
+"""The dashboard's URLs, for ``include("background_task.urls")``.
 
-from django.urls import path
+See :mod:`background_task.web.urls`.
+"""
 
-from background_task import views
+from background_task.web.urls import (
+    app_name,
+    urlpatterns,
+)
 
-app_name = "background_task"
-
-urlpatterns = [
-    path("", views.task_list, name="task-list"),
-    path("<str:task_id>/", views.task_status, name="task-status"),
+__all__ = [
+    "app_name",
+    "urlpatterns",
 ]

@@ -123,7 +123,7 @@ def start_worker() -> Iterator[type[WorkerProcess]]:
 
 def drain(clock, **options: object) -> None:
     """Run every due task in this process, as a worker's loop would."""
-    from background_task.worker import Worker
+    from background_task.runtime.worker import Worker
 
     worker = Worker(clock=clock, sleep=0.01, **options)  # type: ignore[arg-type]
     while worker.step():

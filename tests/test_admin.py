@@ -43,8 +43,8 @@ def test_changelists_and_detail_pages_render(admin_client):
 
 
 def test_the_workers_page_shows_heartbeat_age_and_running_tasks(admin_client):
-    from background_task.liveness import Liveness
     from background_task.models import WorkerProcess
+    from background_task.runtime.liveness import Liveness
 
     Liveness("web1:77:abcdef01", queues=["mail", None], concurrency=2).register()
     task = fixtures.add(1, 2, schedule=0)
@@ -116,9 +116,9 @@ def test_actions_respect_permissions(client):
 
 
 def test_the_schedules_page_lists_and_controls_schedules(admin_client):
-    from background_task import scheduler
+    from background_task.api.registry import Tasks
     from background_task.models import Schedule
-    from background_task.registry import Tasks
+    from background_task.runtime import scheduler
 
     registry = Tasks()
     registry.cron_task("30 2 * * *", name="tests.testapp.tasks.record", args=["nightly"])(

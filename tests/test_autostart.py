@@ -19,11 +19,16 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from background_task import autostart
-from background_task.autostart import AutostartOptions, lock_path, parse_options, serving_process
 from background_task.checks import check_settings
-from background_task.conf import app_settings
+from background_task.core.conf import app_settings
 from background_task.models import CompletedTask, WorkerProcess
+from background_task.runtime import autostart
+from background_task.runtime.autostart import (
+    AutostartOptions,
+    lock_path,
+    parse_options,
+    serving_process,
+)
 from tests.chaos import dead
 from tests.conftest import ROOT, subprocess_env, wait_until
 from tests.scratch_servers import free_port
@@ -245,7 +250,7 @@ def test_runserver_starts_restarts_and_stops_its_worker(tmp_path, servers) -> No
 def test_management_commands_never_start_it(tmp_path) -> None:
     env = subprocess_env(BGTASK_AUTOSTART=json.dumps(AUTOSTART))
     code = (
-        "import time; from background_task import autostart; time.sleep(1.5); "
+        "import time; from background_task.runtime import autostart; time.sleep(1.5); "
         "print('started', autostart._started)"
     )
     result = subprocess.run(

@@ -10,10 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from background_task import status
-from background_task.claim import ClaimRequest, get_strategy
-from background_task.claim.generic import GenericClaimStrategy
+from background_task.api.registry import tasks
 from background_task.models import Task
-from background_task.registry import tasks
+from background_task.store.claim import ClaimRequest, get_strategy
+from background_task.store.claim.generic import GenericClaimStrategy
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,7 +113,7 @@ def test_claims_with_naive_times_when_time_zones_are_off(strategy):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's loaders")
 @pytest.mark.parametrize("use_tz", [True, False])
 def test_claimed_timestamps_are_parsed_by_psycopg_s_c_loader(use_tz):
-    from background_task.claim.timestamps import TIMESTAMPTZ_OID, FastTimestamps
+    from background_task.store.claim.timestamps import TIMESTAMPTZ_OID, FastTimestamps
 
     connection.ensure_connection()
     if not hasattr(connection.connection, "adapters"):
@@ -265,7 +265,7 @@ def test_claims_the_best_due_tasks_of_any_mix(strategy, ordering, max_steps, mon
     the rest of the claim comes from the plain walk over lower priorities."""
     import random
 
-    from background_task.claim import bands
+    from background_task.store.claim import bands
 
     if max_steps is not None:
         monkeypatch.setattr(bands, "MAX_STEPS", max_steps)

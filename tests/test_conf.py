@@ -35,7 +35,7 @@ def test_ascending_ordering():
 
 
 def test_a_value_is_read_from_django_once_until_a_setting_changes(settings, monkeypatch):
-    from background_task.conf import SettingSpec
+    from background_task.core.conf import SettingSpec
 
     reads: list[str] = []
     raw = SettingSpec.raw
@@ -58,7 +58,7 @@ def test_a_value_is_read_from_django_once_until_a_setting_changes(settings, monk
 
 
 def test_whether_a_setting_is_set_follows_its_changes():
-    from background_task.conf import is_set
+    from background_task.core.conf import is_set
 
     assert not is_set("BACKGROUND_TASK_RESULT_TTL")
     with override_settings(BACKGROUND_TASK_RESULT_TTL=60):

@@ -15,11 +15,11 @@ from django.test import override_settings
 
 import background_task
 from background_task import CANCELLED, DONE, ERROR, RUNNING, WAITING, status
+from background_task.api.registry import Tasks
+from background_task.core.schedules import TaskSchedule
 from background_task.exceptions import TaskNotFound, TaskNotRegistered
 from background_task.models import CompletedTask, Task
-from background_task.pruning import parse_duration, prune_expired
-from background_task.registry import Tasks
-from background_task.schedules import TaskSchedule
+from background_task.store.pruning import parse_duration, prune_expired
 from tests.conftest import drain, subprocess_env
 from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution

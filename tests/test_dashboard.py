@@ -9,10 +9,12 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from background_task import dashboard, metrics, status
-from background_task.charts import Series, _nice_ceiling, line_chart
+from background_task import status
 from background_task.models import CompletedTask, QueueSample, Task
+from background_task.store import metrics
 from background_task.templatetags.bgtask_format import duration, percent
+from background_task.web import dashboard
+from background_task.web.charts import Series, _nice_ceiling, line_chart
 from tests.testapp import tasks as fixtures
 
 URL = "admin:background_task_dashboard"

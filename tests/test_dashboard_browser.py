@@ -18,8 +18,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from background_task import metrics, status
+from background_task import status
 from background_task.models import CompletedTask, QueueSample
+from background_task.store import metrics
 from tests.conftest import MAIN_PASS
 
 pytestmark = pytest.mark.skipif(not MAIN_PASS, reason="runs once, in the main pass")

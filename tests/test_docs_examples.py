@@ -36,8 +36,8 @@ from django.contrib import admin
 from django.core import mail
 from django.test import override_settings
 
+from background_task.api.registry import tasks
 from background_task.checks import check_settings
-from background_task.registry import tasks
 from background_task.testing import run_immediately
 from tests.conftest import ROOT
 
@@ -238,7 +238,7 @@ def isolated_registry() -> Iterator[None]:
 
 
 def drain() -> None:
-    from background_task.worker import Worker
+    from background_task.runtime.worker import Worker
 
     backends: list[str] = []
     if django.VERSION >= (6, 0):

@@ -5,8 +5,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from background_task.core.schedules import TaskSchedule
 from background_task.models import Task
-from background_task.schedules import TaskSchedule
 from background_task.signals import task_created
 from tests.testapp import tasks as fixtures
 

@@ -8,9 +8,9 @@ import pytest
 from django.db.models.signals import post_init, post_save
 from django.forms.models import model_to_dict
 
-from background_task.inserting import insert_one
+from background_task.api.rows import build_task
 from background_task.models import Task
-from background_task.rows import build_task
+from background_task.store.inserting import insert_one
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_receivers_of_model_signals_still_see_the_rows() -> None:
 def test_rows_built_without_model_init_match_task_init() -> None:
     from django.utils import timezone
 
-    from background_task.rows import new_row
+    from background_task.api.rows import new_row
 
     values = {"task_name": "a.b", "task_params": "[[], {}]", "priority": 2,
               "run_at": timezone.now(), "queue": "q"}  # fmt: skip
@@ -112,7 +112,7 @@ def test_bulk_rows_wake_listening_workers_on_postgresql() -> None:
 
     if connection.vendor != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
-    from background_task.claim.listening import open_listener
+    from background_task.store.claim.listening import open_listener
 
     listener = open_listener(connection.get_connection_params(), "background_task")
     try:

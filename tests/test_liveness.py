@@ -11,11 +11,12 @@ from django.db.models import F
 from django.test import override_settings
 
 from background_task import status
-from background_task.execution import ClaimLost, TaskExecutor
-from background_task.liveness import Liveness, recover_orphans
+from background_task.api.registry import tasks as registry
+from background_task.core.exceptions import ClaimLost
 from background_task.models import CompletedTask, Task, WorkerProcess
-from background_task.registry import tasks as registry
-from background_task.worker import Worker
+from background_task.runtime.execution import TaskExecutor
+from background_task.runtime.liveness import Liveness, recover_orphans
+from background_task.runtime.worker import Worker
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -248,7 +249,7 @@ def lookalike():
 
 @needs_proc
 def test_a_silent_worker_whose_process_runs_on_this_host_keeps_its_tasks(clock, lookalike):
-    from background_task.liveness import STALL_LIMIT
+    from background_task.runtime.liveness import STALL_LIMIT
 
     worker_id = f"here:{lookalike.pid}:dddddddd"
     task = held_by(worker_id)
@@ -275,7 +276,7 @@ def test_a_silent_worker_on_another_host_is_judged_by_its_heartbeats(clock, look
 def test_a_dead_process_or_another_program_is_no_running_worker(lookalike):
     import sys
 
-    from background_task.liveness import running_worker
+    from background_task.runtime.liveness import running_worker
 
     assert running_worker(lookalike.pid)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]

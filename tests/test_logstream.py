@@ -1,7 +1,7 @@
 import io
 import logging
 
-from background_task.logstream import LogStream
+from background_task.runtime.logstream import LogStream
 
 
 def test_lines_are_logged_and_flush_works(caplog):

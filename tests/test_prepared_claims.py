@@ -8,10 +8,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from background_task import status
-from background_task.claim import ClaimRequest, get_strategy
-from background_task.claim.prepared import MAX_MISSES, MAX_STATEMENTS, Prepared, numbered
+from background_task.api.registry import tasks
 from background_task.models import Task
-from background_task.registry import tasks
+from background_task.store.claim import ClaimRequest, get_strategy
+from background_task.store.claim.prepared import MAX_MISSES, MAX_STATEMENTS, Prepared, numbered
 from tests.testapp import tasks as fixtures  # noqa: F401  (registers the tasks claimed here)
 
 postgres_only = pytest.mark.skipif(
@@ -111,7 +111,7 @@ def test_a_session_that_lost_its_statements_still_claims_then_stops_preparing(ca
     strategy = get_strategy()
     claimed = [t.pk for t in strategy.claim(_request(limit=1))]
     names = set(_held_claims())
-    with caplog.at_level(logging.INFO, logger="background_task.worker"):
+    with caplog.at_level(logging.INFO, logger="background_task.runtime.worker"):
         for _ in range(MAX_MISSES):
             with connection.cursor() as cursor:
                 cursor.execute("DEALLOCATE ALL")
@@ -131,7 +131,7 @@ def test_a_statement_that_cannot_be_prepared_runs_plain_and_preparing_stops(capl
 
     prepared = get_strategy().prepared
     with (
-        caplog.at_level(logging.WARNING, logger="background_task.worker"),
+        caplog.at_level(logging.WARNING, logger="background_task.runtime.worker"),
         connection.cursor() as cursor,
         # The plain statement's own error is what the caller sees.
         pytest.raises(ProgrammingError, match="no_such_type"),

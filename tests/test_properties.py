@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from background_task.checks import check_settings
-from background_task.conf import SPECS, app_settings
-from background_task.retry import RetryPolicy
-from background_task.schedules import TaskSchedule
+from background_task.core.conf import SPECS, app_settings
+from background_task.core.retry import RetryPolicy
+from background_task.core.schedules import TaskSchedule
 from background_task.serialization import dumps_params, loads_params, task_hash
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -4,9 +4,9 @@ import pytest
 
 import background_task
 from background_task import background
-from background_task.proxy import TaskProxy
-from background_task.registry import tasks
-from background_task.schedules import TaskSchedule
+from background_task.api.proxy import TaskProxy
+from background_task.api.registry import tasks
+from background_task.core.schedules import TaskSchedule
 from tests.testapp import tasks as fixtures
 
 

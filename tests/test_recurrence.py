@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from background_task.recurrence import (
+from background_task.core.recurrence import (
     Cron,
     Interval,
     RecurrenceError,

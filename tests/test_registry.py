@@ -1,8 +1,8 @@
 import pytest
 from django.test import override_settings
 
+from background_task.api.registry import autodiscover, tasks
 from background_task.exceptions import TaskDiscoveryError, TaskNotRegistered
-from background_task.registry import autodiscover, tasks
 
 BASE_APPS = [
     "django.contrib.auth",

@@ -224,8 +224,8 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
     """A SIGTERM that reaches a worker while it is being forked waits, pending,
     for the worker's own handler; the handler it inherited from the supervisor
     would otherwise swallow it and the worker would never stop."""
-    from background_task.supervisor import Supervisor
-    from background_task.worker import Worker
+    from background_task.runtime.supervisor import Supervisor
+    from background_task.runtime.worker import Worker
 
     forked = str(tmp_path / "forked")
     supervisor = Supervisor(1, lambda context: _report_mask(forked), shutdown_timeout=1)

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from background_task import ERROR, WAITING
 from background_task.models import CompletedTask, Task
-from background_task.worker import Worker
+from background_task.runtime.worker import Worker
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from background_task.retry import RetryPolicy
+from background_task.core.retry import RetryPolicy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,11 +10,11 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 
-from background_task import scheduler
+from background_task.api.periodic import ScheduleError, from_setting
+from background_task.api.registry import Tasks
 from background_task.checks import check_schedules
 from background_task.models import Schedule, ScheduleFire, Task
-from background_task.periodic import ScheduleError, from_setting
-from background_task.registry import Tasks
+from background_task.runtime import scheduler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

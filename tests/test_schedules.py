@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from background_task.schedules import TaskSchedule, next_repetition, repeat_seconds
+from background_task.core.schedules import TaskSchedule, next_repetition, repeat_seconds
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -106,7 +106,7 @@ def test_a_relativedelta_repeat_is_a_calendar_rule():
 
     from dateutil.relativedelta import relativedelta
 
-    from background_task.schedules import repeat_fields
+    from background_task.core.schedules import repeat_fields
 
     seconds, rule = repeat_fields(relativedelta(months=1))
     assert json.loads(rule) == {"months": 1} and seconds == 31 * 86400
@@ -119,7 +119,7 @@ def test_a_relativedelta_repeat_is_a_calendar_rule():
 
 
 def test_monthly_repeats_keep_the_day_and_the_wall_clock_time():
-    from background_task.schedules import next_calendar_repetition
+    from background_task.core.schedules import next_calendar_repetition
 
     berlin = ZoneInfo("Europe/Berlin")
     scheduled = datetime(2026, 1, 31, 9, 0, tzinfo=berlin)  # 09:00 CET

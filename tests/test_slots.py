@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from background_task.slots import TaskSlots
+from background_task.runtime.slots import TaskSlots
 
 
 def test_fresh_slots_are_free_and_never_overdue():
@@ -60,7 +60,7 @@ def test_the_supervisor_sees_what_a_forked_child_writes():
 
 
 def test_a_child_that_began_a_task_is_no_crash_loop_but_one_that_died_young_is():
-    from background_task.supervisor import QUICK_DEATH, Child, Supervisor
+    from background_task.runtime.supervisor import QUICK_DEATH, Child, Supervisor
 
     young = Child(process=None, slots=TaskSlots(1), started=100.0)  # type: ignore[arg-type]
     assert not young.slots.begun()

@@ -9,10 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from background_task.liveness import Liveness
 from background_task.models import CompletedTask, Task
-from background_task.stats import snapshot
-from background_task.worker import Worker
+from background_task.runtime.liveness import Liveness
+from background_task.runtime.worker import Worker
+from background_task.store.stats import snapshot
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)

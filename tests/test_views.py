@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from django.urls import reverse
 
-from background_task.worker import Worker
+from background_task.runtime.worker import Worker
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,11 +7,11 @@ from django.db import connection
 from django.test import override_settings
 
 from background_task import signals
-from background_task.claim import ClaimRequest
-from background_task.execution import WorkerStopped
+from background_task.api.registry import tasks
 from background_task.models import CompletedTask, Task
-from background_task.registry import tasks
-from background_task.worker import Worker
+from background_task.runtime.execution import WorkerStopped
+from background_task.runtime.worker import Worker
+from background_task.store.claim import ClaimRequest
 from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution
 
@@ -186,7 +186,7 @@ def test_unknown_names_do_not_block_and_fail_after_max_run_time(clock):
 
 
 def test_a_worker_with_no_tasks_registered_fails_nothing(clock):
-    from background_task.registry import Tasks
+    from background_task.api.registry import Tasks
 
     fixtures.noop(schedule=0)
     worker = Worker(clock=clock, registry=Tasks())

@@ -1,1 +1,5 @@
-"""Ready-made tasks that ship with django-background-task."""
+"""Layer 5, an edge: integrations: the ``django.tasks`` backend
+(``django_tasks``) and the HTTP tasks (``http``).
+
+May import every layer below it; nothing in the layers imports it.
+"""

@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from background_task.exceptions import InvalidTaskError
-from background_task.registry import tasks
+from background_task.api.registry import tasks
+from background_task.core.exceptions import InvalidTaskError
 
 MAX_BODY = 4000  # characters of the response body kept in the result
 DEFAULT_TTL = 7 * 24 * 3600  # seconds the result is kept unless ttl= says otherwise

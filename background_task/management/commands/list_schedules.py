@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from background_task.models import Schedule
-from background_task.scheduler import describe
+from background_task.runtime.scheduler import describe
+from background_task.store.models import Schedule
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """``manage.py process_tasks``: run the worker.
 
 Parses and checks the options, sets up logging, discovers tasks, and hands
-off to :class:`background_task.worker.Worker` (or, with ``--workers``, to a
+off to :class:`background_task.runtime.worker.Worker` (or, with ``--workers``, to a
 supervisor of several worker processes).
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from background_task import scheduler
-from background_task.conf import app_settings
-from background_task.exceptions import TaskDiscoveryError
-from background_task.logstream import LogStream
-from background_task.periodic import ScheduleError
-from background_task.registry import autodiscover, tasks
+from background_task.api.periodic import ScheduleError
+from background_task.api.registry import autodiscover, tasks
+from background_task.core.conf import app_settings
+from background_task.core.exceptions import TaskDiscoveryError
+from background_task.runtime import scheduler
+from background_task.runtime.logstream import LogStream
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Command(BaseCommand):
     def django_task_backends(self, aliases: list[str] | None) -> list[str]:
         """The django.tasks aliases to serve (none before Django 6.0)."""
         try:
-            from background_task.backends import serving
+            from background_task.contrib.django_tasks import serving
         except (ImportError, ImproperlyConfigured):
             if aliases:
                 raise CommandError("--backend needs Django 6.0 or later (django.tasks).") from None
@@ -169,8 +169,8 @@ class Command(BaseCommand):
     def run_workers(self, count: int, worker_options: dict[str, Any]) -> None:
         """Run ``count`` worker processes under a supervisor (hard time limits,
         immediate recovery of a dead worker's tasks, restarts)."""
-        from background_task.supervisor import ChildContext, Supervisor
-        from background_task.worker import Worker
+        from background_task.runtime.supervisor import ChildContext, Supervisor
+        from background_task.runtime.worker import Worker
 
         def work(context: ChildContext) -> None:
             Worker(

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from background_task import pruning
+from background_task.store import pruning
 
 
 class Command(BaseCommand):

@@ -7,9 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from background_task import status
-from background_task.models import CompletedTask
-from background_task.pruning import parse_duration
+from background_task.core import status
+from background_task.store.models import CompletedTask
+from background_task.store.pruning import parse_duration
 
 BATCH = 500  # tasks read per query (each is requeued in its own transaction)
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from background_task.stats import snapshot
+from background_task.store.stats import snapshot
 
 
 class Command(BaseCommand):

@@ -1,0 +1,156 @@
+"""Following and steering a task after it was queued: find, cancel, retry, and
+what a running task knows about itself.
+
+Every change here is a fenced, single-row write, so it is safe against a
+worker that claims, finishes or recovers the same task at the same moment.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from background_task.core import status
+
+if TYPE_CHECKING:
+    from background_task.store.models import BaseTask, CompletedTask, Task
+
+logger = logging.getLogger("background_task.control")
+
+CANCEL_CHECK_INTERVAL = 0.2  # seconds a running task's cancel_requested answer is reused
+
+
+def get_result(task_id: str, using: str | None = None) -> Task | CompletedTask:
+    """The task with this id, pending, running or finished, as a handle
+    (``status``, ``ready``, ``result``, ``error``, ``wait()``, ``cancel()``...).
+
+    Raises :class:`~background_task.core.exceptions.TaskNotFound` if there is none.
+    """
+    from background_task.store.models import find_task
+
+    return find_task(task_id, using=using)
+
+
+def cancel(task: BaseTask, force: bool = False) -> bool:
+    """Cancel a task.
+
+    - waiting: it moves to the history as ``cancelled`` and never runs; True;
+    - running: it is asked to stop (``current_task().cancel_requested``
+      turns True); with ``force=True`` the supervisor of the process running
+      it kills that process and records the run as cancelled; True;
+    - finished: nothing changes; False, and the log says so.
+    """
+    from background_task.store.models import CompletedTask, Task
+
+    using = task._state.db
+    rows = Task.objects.using(using)
+    row = rows.filter(task_id=task.task_id).first()
+    if row is not None and row.status == status.WAITING:
+        now = timezone.now()
+        cancelled = row.completed_task(now, status=status.CANCELLED, expires_at=row.expiry(now))
+        with transaction.atomic(using=using):
+            # Only while nobody holds it: a claim in between makes it a running task.
+            deleted, _ = rows.filter(pk=row.pk, status=status.WAITING, claim_token=None).delete()
+            if deleted:
+                cancelled.save(using=using, force_insert=True)
+        if deleted:
+            logger.info("Task %s (%s) cancelled before it ran.", row.task_id, row.task_name)
+            task.status = status.CANCELLED
+            return True
+        row = rows.filter(task_id=task.task_id).first()
+    if (
+        row is not None
+        and row.status == status.RUNNING
+        and rows.filter(pk=row.pk, status=status.RUNNING).update(
+            cancel_requested=True, cancel_force=force
+        )
+    ):
+        logger.info(
+            "Task %s (%s): cancellation requested%s.",
+            row.task_id,
+            row.task_name,
+            " (the process running it will be killed)" if force else "",
+        )
+        return True
+    finished = CompletedTask.objects.using(using).filter(task_id=task.task_id).first()
+    state = finished.status if finished is not None else "gone"
+    logger.info("Task %s is already %s; nothing to cancel.", task.task_id, state)
+    return False
+
+
+def retry(task: BaseTask) -> Task:
+    """Queue a failed or cancelled task again, due now, under the same task id.
+
+    Raises ValueError for a task that is still pending or succeeded.
+    """
+    from background_task.store.models import CompletedTask
+
+    finished = CompletedTask.objects.using(task._state.db).filter(task_id=task.task_id).first()
+    if finished is None or finished.status not in (status.ERROR, status.CANCELLED):
+        state = finished.status if finished is not None else "not finished"
+        raise ValueError(
+            f"Only failed or cancelled tasks can be retried; task {task.task_id} is {state}."
+        )
+    return finished.requeue()
+
+
+@dataclass
+class CurrentTask:
+    """What a running task can learn about its own run (see :func:`current_task`)."""
+
+    task: Task
+    using: str
+    _checked_at: float = field(default=float("-inf"), repr=False)
+    _requested: bool = field(default=False, repr=False)
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self.task.attempts + 1
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once someone called ``cancel()`` on this task; a long task
+        checks it now and then and returns early. Read from the database at
+        most every 0.2 s."""
+        if self._requested:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at >= CANCEL_CHECK_INTERVAL:
+            from background_task.store.models import Task
+
+            self._checked_at = now
+            self._requested = (
+                Task.objects.using(self.using)
+                .filter(pk=self.task.pk, cancel_requested=True)
+                .exists()
+            )
+        return self._requested
+
+
+_current: contextvars.ContextVar[CurrentTask | None] = contextvars.ContextVar(
+    "background_task_current", default=None
+)
+
+
+def current_task() -> CurrentTask | None:
+    """The task this code runs in, or None outside a task run by a worker."""
+    return _current.get()
+
+
+def set_current(value: CurrentTask | None) -> contextvars.Token[CurrentTask | None]:
+    return _current.set(value)
+
+
+def reset_current(token: contextvars.Token[CurrentTask | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,238 @@
+"""``TaskProxy``: what ``@background`` returns; calling it queues the task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from background_task.core.schedules import TaskSchedule
+
+if TYPE_CHECKING:
+    from background_task.store.models import Task
+
+# Keyword arguments a call takes for itself; they never reach the function.
+CONTROL_KWARGS = (
+    "schedule",
+    "priority",
+    "queue",
+    "verbose_name",
+    "creator",
+    "repeat",
+    "repeat_until",
+    "remove_existing_tasks",
+    "timeout",
+    "on_worker_lost",
+    "ttl",
+    "save_results",
+)
+
+TASK_NAME_MAX_LENGTH = 190  # characters; mirrors the models, which cannot be imported here
+QUEUE_MAX_LENGTH = 190
+VERBOSE_NAME_MAX_LENGTH = 255
+
+
+def _check_length(label: str, value: Any, limit: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{label} must be a string, not {type(value).__name__} {value!r}.")
+    if len(value) > limit:
+        raise ValueError(
+            f"{label} {value[:40]!r}... is {len(value)} characters long; the limit is {limit}."
+        )
+
+
+def validate_options(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    verbose_name: str | None = None,
+    on_worker_lost: str | None = None,
+    ttl: Any = None,
+) -> None:
+    """Raise TypeError or ValueError for a task option the database cannot hold."""
+    _check_length("Task name", name, TASK_NAME_MAX_LENGTH)
+    _check_length("Queue name", queue, QUEUE_MAX_LENGTH)
+    _check_length("verbose_name", verbose_name, VERBOSE_NAME_MAX_LENGTH)
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
+        raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+    if ttl is not None and ttl_seconds(ttl) is None:
+        raise ValueError(f"ttl must be a number of seconds >= 0 or a timedelta, not {ttl!r}.")
+    if on_worker_lost is not None and on_worker_lost not in ("retry", "fail"):
+        raise ValueError(
+            f"on_worker_lost must be 'retry' (run it again) or 'fail' (never run it twice), "
+            f"not {on_worker_lost!r}."
+        )
+
+
+def ttl_seconds(value: Any) -> int | None:
+    """Whole seconds of a ``ttl`` (a number >= 0 or a timedelta); None if invalid."""
+    from datetime import timedelta
+
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
+
+
+def pick_ttl(ttl: Any, save_results: Any) -> Any:
+    """``ttl`` (autotask) or ``save_results`` (rpqueue): one name for one option."""
+    if ttl is not None and save_results is not None:
+        raise TypeError("Give ttl or save_results (the same option), not both.")
+    return ttl if ttl is not None else save_results
+
+
+class TaskProxy:
+    """A registered task. Call it to queue a run; ``.now(...)`` runs it here and now."""
+
+    def __init__(
+        self,
+        name: str,
+        task_function: Callable[..., Any],
+        schedule: TaskSchedule | None = None,
+        queue: str | None = None,
+        remove_existing_tasks: bool = False,
+        runner: Any = None,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
+        ttl: Any = None,
+    ) -> None:
+        self.name = name
+        self.task_function = task_function
+        # 1.2.8 exposed the raw function as ``now``: calling it writes nothing.
+        self.now = task_function
+        self.schedule = TaskSchedule.create(schedule)
+        self.queue = queue
+        self.remove_existing_tasks = remove_existing_tasks
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.verbose_name = verbose_name
+        self.on_worker_lost = on_worker_lost
+        #: Seconds a finished run's row (and result) is kept; None: the setting.
+        self.ttl = None if ttl is None else ttl_seconds(ttl)
+        if runner is None:
+            from background_task.api.runner import DBTaskRunner
+
+            runner = DBTaskRunner()
+        self.runner = runner
+        self.__doc__ = task_function.__doc__
+        self.__name__ = getattr(task_function, "__name__", name)
+        self.__module__ = getattr(task_function, "__module__", __name__)
+        self.__wrapped__ = task_function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a run; return the saved Task, or None when an existing one was kept.
+
+        The control keywords (``schedule``, ``priority``, ``queue``,
+        ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
+        ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``, ``ttl`` or
+        ``save_results``) are taken
+        out before the arguments are stored.
+        """
+        # (The common call passes none of them: checked cheaply, it is the
+        # hot path of every enqueue.)
+        controls = (
+            {key: kwargs.pop(key) for key in CONTROL_KWARGS if key in kwargs} if kwargs else {}
+        )
+        ttl = pick_ttl(controls.get("ttl"), controls.get("save_results"))
+        if ttl is not None:
+            validate_options(ttl=ttl)
+        schedule = self.schedule
+        if "schedule" in controls:
+            schedule = TaskSchedule.create(controls["schedule"]).merge(schedule)
+        priority = controls.get("priority")
+        return self.runner.schedule(  # type: ignore[no-any-return]
+            self.name,
+            args,
+            kwargs,
+            # None: now, the moment the row is built.
+            run_at=None if schedule.immediate else schedule.run_at,
+            priority=schedule.priority if priority is None else priority,
+            action=schedule.action,
+            queue=controls.get("queue", self.queue),
+            verbose_name=controls.get("verbose_name", self.verbose_name),
+            creator=controls.get("creator"),
+            repeat=controls.get("repeat"),
+            repeat_until=controls.get("repeat_until"),
+            remove_existing_tasks=controls.get("remove_existing_tasks", self.remove_existing_tasks),
+            max_attempts=self.max_attempts,
+            timeout=controls.get("timeout", self.timeout),
+            on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
+            result_ttl=self.ttl if ttl is None else ttl_seconds(ttl),
+        )
+
+    def bulk(
+        self,
+        calls: Iterable[Any],
+        *,
+        schedule: Any = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        verbose_name: str | None = None,
+        creator: Any = None,
+        repeat: Any = None,
+        repeat_until: Any = None,
+        batch_size: int = 1000,
+    ) -> list[Task]:
+        """Queue many runs at once with multi-row INSERTs; return the saved rows.
+
+        Each item of ``calls`` is a tuple of positional arguments or a
+        ``background_task.call(*args, **kwargs)``. The options apply to every
+        row, over the decorator's defaults. Nothing is stored if any item is
+        invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
+        """
+        from background_task.api.rows import bulk_schedule
+        from background_task.api.runner import DBTaskRunner
+        from background_task.core.signals import listened, task_created
+
+        merged = TaskSchedule.create(schedule).merge(self.schedule)
+        if merged.action != TaskSchedule.SCHEDULE:
+            raise ValueError("bulk() cannot apply schedule actions; call the task once per row.")
+        rows = bulk_schedule(
+            self.name,
+            calls,
+            batch_size=batch_size,
+            run_at=merged.run_at,
+            priority=merged.priority if priority is None else priority,
+            queue=queue or self.queue,
+            verbose_name=verbose_name or self.verbose_name,
+            creator=creator,
+            repeat=repeat,
+            repeat_until=repeat_until,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            on_worker_lost=self.on_worker_lost,
+            result_ttl=self.ttl,
+        )
+        if listened(task_created, DBTaskRunner):
+            for row in rows:
+                task_created.send(sender=DBTaskRunner, task=row)
+        from background_task.api.eager import eager, run_in_process
+
+        if eager():
+            for row in rows:
+                run_in_process(row)
+        return rows
+
+    def __str__(self) -> str:
+        return f"TaskProxy({self.name})"
+
+    __repr__ = __str__

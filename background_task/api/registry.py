@@ -1,0 +1,334 @@
+"""The registry of task functions and the discovery of ``tasks`` modules.
+
+``tasks`` is 1.2.8's module-level registry object; ``@background`` stores each
+decorated function in it by name. The worker only runs names found here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, overload
+
+from django.utils.module_loading import module_has_submodule
+
+from background_task.api.periodic import (
+    DEFAULT_CATCH_UP_LIMIT,
+    ScheduleDefinition,
+    ScheduleError,
+    crontab_of,
+    define,
+)
+from background_task.api.proxy import TaskProxy, pick_ttl, validate_options
+from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
+from background_task.core.recurrence import RecurrenceError
+from background_task.core.schedules import TaskSchedule
+
+if TYPE_CHECKING:
+    from background_task.store.models import Task
+
+logger = logging.getLogger("background_task.registry")
+
+F = Callable[..., Any]
+
+
+class Tasks:
+    """Name → :class:`TaskProxy`, plus 1.2.8's ``run_task`` and ``run_next_task``."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskProxy] = {}
+        self._schedules: dict[str, ScheduleDefinition] = {}
+        self._task_proxy_class = TaskProxy
+
+    @overload
+    def background(self, name: F) -> TaskProxy: ...
+
+    @overload
+    def background(
+        self,
+        name: str | None = None,
+        schedule: Any = None,
+        queue: str | None = None,
+        remove_existing_tasks: bool = False,
+        *,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
+        ttl: Any = None,
+        save_results: Any = None,
+    ) -> Callable[[F], TaskProxy]: ...
+
+    def background(
+        self,
+        name: Any = None,
+        schedule: Any = None,
+        queue: str | None = None,
+        remove_existing_tasks: bool = False,
+        *,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        verbose_name: str | None = None,
+        on_worker_lost: str | None = None,
+        ttl: Any = None,
+        save_results: Any = None,
+    ) -> TaskProxy | Callable[[F], TaskProxy]:
+        """Register a function as a task; usable as ``@background`` or ``@background(...)``.
+
+        ``name`` defaults to ``module.function``; ``schedule`` is the default
+        delay (seconds, timedelta, datetime, dict or TaskSchedule), ``queue``
+        the default queue. ``priority``, ``max_attempts``, ``timeout`` (seconds,
+        a hard limit: the process running an overrunning task is killed),
+        ``verbose_name`` and ``on_worker_lost`` (``"retry"`` or ``"fail"``:
+        what becomes of a run whose worker died) set per-task defaults;
+        ``ttl`` (or rpqueue's name ``save_results``) keeps each finished run,
+        with its return value, that many seconds (default
+        BACKGROUND_TASK_RESULT_TTL), and makes a return value that JSON
+        cannot store fail the run.
+        Invalid values raise TypeError or ValueError here, at decoration time.
+        """
+        if callable(name):
+            return self.background()(name)
+        task_schedule = TaskSchedule.create(schedule)
+        if priority is not None:
+            task_schedule = TaskSchedule(priority=priority).merge(task_schedule)
+        ttl = pick_ttl(ttl, save_results)
+        validate_options(
+            name=name,
+            queue=queue,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            verbose_name=verbose_name,
+            on_worker_lost=on_worker_lost,
+            ttl=ttl,
+        )
+
+        def decorator(fn: F) -> TaskProxy:
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            validate_options(name=task_name)
+            proxy = self._task_proxy_class(
+                task_name,
+                fn,
+                task_schedule,
+                queue,
+                remove_existing_tasks,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                verbose_name=verbose_name,
+                on_worker_lost=on_worker_lost,
+                ttl=ttl,
+            )
+            self.register(proxy)
+            return proxy
+
+        return decorator
+
+    def delayed_task(
+        self, delay: float = 0, retries: int = 0, ttl: Any = 300, **options: Any
+    ) -> Callable[[F], TaskProxy]:
+        """autotask's spelling of :meth:`background`: runs ``delay`` seconds after
+        each call, with ``retries`` more attempts after the first failure, and
+        keeps the result ``ttl`` seconds."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an integer >= 0, not {retries!r}.")
+        decorator = self.background(schedule=delay, max_attempts=retries + 1, ttl=ttl, **options)
+        return decorator
+
+    def periodic_task(
+        self,
+        seconds: float = 3600,
+        start_now: bool = False,
+        queue: str | None = None,
+        priority: int = 0,
+        *,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = "once",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        overlap: bool = False,
+        **task_options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        """Register a task and run it every ``seconds`` seconds.
+
+        The first run is one period after the schedule is first synced (at
+        once with ``start_now``). ``args``/``kwargs`` are the call's arguments;
+        ``queue`` and ``priority`` apply to its runs; other keywords
+        (``max_attempts``, ``timeout``, ``on_worker_lost``, ...) are the task's
+        options, as for ``@background``. The function can still be queued by
+        hand. See the scheduling guide for ``catch_up`` and ``overlap``.
+        """
+        return self._scheduled(
+            dict(seconds=seconds),
+            start_now=start_now,
+            queue=queue,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            overlap=overlap,
+            task_options=task_options,
+        )
+
+    def cron_task(
+        self,
+        crontab: str | None = None,
+        minutes: Any = None,
+        hours: Any = None,
+        dow: Any = None,
+        months: Any = None,
+        dom: Any = None,
+        *,
+        rrule: str | None = None,
+        timezone: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        start_now: bool = False,
+        catch_up: str = "once",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        overlap: bool = False,
+        **task_options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        """Register a task and run it on a crontab, the field form, or an rrule.
+
+        ``@cron_task("0 5 * * tue")``; ``@cron_task(minutes=[0, 30], hours=9)``
+        (``dow`` counts from 0 = Monday; a crontab string wins over the
+        fields); ``@cron_task(rrule="FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=23")``.
+        Times are read in ``timezone`` (default BACKGROUND_TASK_SCHEDULE_TIMEZONE).
+        Other options as for :meth:`periodic_task`.
+        """
+        if rrule is not None:
+            if crontab is not None:
+                raise ScheduleError("cron_task takes a crontab or an rrule, not both.")
+            rule: dict[str, Any] = {"rrule": rrule}
+        else:
+            try:
+                rule = {"crontab": crontab_of(crontab, minutes, hours, dow, months, dom)}
+            except RecurrenceError as exc:
+                raise ScheduleError(f"cron_task: {exc}.") from None
+        return self._scheduled(
+            rule,
+            timezone=timezone,
+            start_now=start_now,
+            queue=queue,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            overlap=overlap,
+            task_options=task_options,
+        )
+
+    def _scheduled(
+        self,
+        rule: dict[str, Any],
+        *,
+        name: str | None,
+        task_options: dict[str, Any],
+        **options: Any,
+    ) -> Callable[[F], TaskProxy]:
+        register_task = self.background(name=name, queue=options["queue"], **task_options)
+
+        def decorator(fn: F) -> TaskProxy:
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            definition = define(task_name, task_name, **rule, **options)
+            proxy = register_task(fn)
+            self._schedules[definition.name] = definition
+            return proxy
+
+        return decorator
+
+    def schedules(self) -> list[ScheduleDefinition]:
+        """The schedules declared with ``@periodic_task`` and ``@cron_task``."""
+        return list(self._schedules.values())
+
+    def register(self, proxy: TaskProxy) -> None:
+        """Add a proxy; a second task with the same name replaces the first."""
+        previous = self._tasks.get(proxy.name)
+        if previous is not None and previous.task_function is not proxy.task_function:
+            logger.warning(
+                "Task name %r registered again (by %s.%s); the last registration wins.",
+                proxy.name,
+                proxy.task_function.__module__,
+                proxy.task_function.__qualname__,
+            )
+        self._tasks[proxy.name] = proxy
+
+    def get(self, name: str) -> TaskProxy:
+        """Return the proxy registered under ``name`` or raise TaskNotRegistered."""
+        try:
+            return self._tasks[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._tasks, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise TaskNotRegistered(
+                f"No task named {name!r} is registered in this process. Define it with "
+                f"@background in an installed app's tasks.py module.{hint}"
+            ) from None
+
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a call of the task named ``task_name``, as calling it would.
+
+        The caller need not import the task's module: the installed apps'
+        ``tasks`` modules are discovered first if they were not yet. The
+        call's keywords (``schedule``, ``queue``, ``priority``, ...) work as
+        for a direct call. An unknown name raises TaskNotRegistered.
+        """
+        if task_name not in self._tasks and self is tasks:
+            autodiscover()
+        return self.get(task_name)(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def run_task(self, task_name: Task | str, args: Any = None, kwargs: Any = None) -> None:
+        """Run one task in this process (1.2.8 API): a Task row, or a name and arguments."""
+        from background_task.api.runner import run_task
+
+        run_task(self, task_name, args, kwargs)
+
+    def run_next_task(self, queue: str | None = None) -> bool:
+        """Claim and run the next due task; True if one ran (1.2.8 API)."""
+        from background_task.api.runner import run_next_task
+
+        return run_next_task(self, queue)
+
+
+tasks = Tasks()
+
+
+def autodiscover() -> None:
+    """Import the ``tasks`` module of every installed app.
+
+    Apps named by package or by AppConfig path are both found. An app without
+    a ``tasks`` module is skipped; one whose ``tasks`` module raises on import
+    stops discovery with :class:`TaskDiscoveryError` naming the module (1.2.8
+    swallowed the error and the tasks silently never ran).
+    """
+    from django.apps import apps
+
+    import_module("background_task.contrib.http")  # the tasks that ship with the package
+    for app_config in apps.get_app_configs():
+        if not module_has_submodule(app_config.module, "tasks"):
+            continue
+        module_name = f"{app_config.name}.tasks"
+        try:
+            import_module(module_name)
+        except Exception as exc:
+            raise TaskDiscoveryError(
+                f"Importing {module_name} failed: {type(exc).__name__}: {exc}"
+            ) from exc

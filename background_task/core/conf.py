@@ -1,0 +1,476 @@
+"""The package's settings, read lazily from ``django.conf.settings``.
+
+This is the only module that reads Django settings. Each value is read
+and validated on first use: a bad value raises ``ImproperlyConfigured``
+naming the setting and what was expected. A valid value is then kept until
+Django reports a changed setting (``setting_changed``, sent by
+``override_settings`` and pytest-django's ``settings``), because a worker
+reads several settings per task and reading one through Django's lazy
+settings object took longer than using it. The system checks in
+:mod:`background_task.checks` run the same validators at startup.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+if TYPE_CHECKING:
+    from background_task.runtime.autostart import AutostartOptions
+
+_MISSING = object()
+#: Valid setting values read so far, by the names of their SettingSpec.
+_values: dict[tuple[str, ...], Any] = {}
+#: Whether each name asked about by is_set() is set.
+_present: dict[str, bool] = {}
+
+
+def _forget_values(**kwargs: Any) -> None:
+    # Any setting: a default may depend on another (TIME_ZONE, for one).
+    _values.clear()
+    _present.clear()
+
+
+setting_changed.connect(_forget_values, dispatch_uid="background_task.conf")
+
+#: What happens to a task whose worker died while holding it.
+RETRY = "retry"  # count the attempt and queue it again with backoff (at least once)
+FAIL = "fail"  # fail it for good: it never runs twice (at most once)
+WORKER_LOST_POLICIES = (RETRY, FAIL)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _ordering(value: Any) -> bool:
+    return isinstance(value, str) and value.upper() in ("ASC", "DESC")
+
+
+def _optional_positive_number(value: Any) -> bool:
+    return value is None or (_positive_number(value) and math.isfinite(value))
+
+
+def _worker_lost_policy(value: Any) -> bool:
+    return value in WORKER_LOST_POLICIES
+
+
+def _optional_ttl(value: Any) -> bool:
+    return value is None or (_non_negative_number(value) and math.isfinite(value))
+
+
+@functools.lru_cache(maxsize=8)
+def import_serializer(path: str) -> Any:
+    """The object a dotted-path setting names (cached)."""
+    from django.utils.module_loading import import_string
+
+    return import_string(path)
+
+
+def _serializer_path(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        serializer = import_serializer(value)
+    except ImportError:
+        return False
+    return callable(getattr(serializer, "dumps", None)) and callable(
+        getattr(serializer, "loads", None)
+    )
+
+
+def _callable_path(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return callable(import_serializer(value))
+    except ImportError:
+        return False
+
+
+def staff_only(request: Any, task: Any = None) -> bool:
+    """The default status permission: active staff users."""
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
+def _schedule_setting(value: Any) -> bool:
+    return isinstance(value, dict)  # each entry is checked by check id E012
+
+
+def _autostart_problem(value: Any) -> str:
+    from background_task.runtime.autostart import parse_options
+
+    try:
+        parse_options(value)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def _autostart_setting(value: Any) -> bool:
+    return not _autostart_problem(value)
+
+
+def _timezone_name(value: Any) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _project_timezone() -> str:
+    return getattr(django_settings, "TIME_ZONE", None) or "UTC"
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: the Django names it is read from (first set one wins)."""
+
+    names: tuple[str, ...]
+    default: Any
+    is_valid: Callable[[Any], bool]
+    expected: str
+    check_id: str
+    # Says precisely what is wrong with an invalid value (the message goes on
+    # after the setting's name); without it, ``expected`` is quoted.
+    explain: Callable[[Any], str] | None = None
+
+    def raw(self) -> tuple[str, Any]:
+        """Return the name that is set and its value, or the default."""
+        for name in self.names:
+            value = getattr(django_settings, name, _MISSING)
+            if value is not _MISSING:
+                return name, value
+        default = self.default() if callable(self.default) else self.default
+        return self.names[0], default
+
+    def problem(self) -> str | None:
+        """Describe what is wrong with the configured value, or return None."""
+        return self._problem(*self.raw())
+
+    def _problem(self, name: str, value: Any) -> str | None:
+        if self.is_valid(value):
+            return None
+        if self.explain is not None:
+            return f"{name} {self.explain(value)}."
+        return f"{name} must be {self.expected}, not {value!r}."
+
+    def value(self) -> Any:
+        """The valid value (kept until a setting changes); raise ImproperlyConfigured if invalid."""
+        found = _values.get(self.names, _MISSING)
+        if found is not _MISSING:
+            return found
+        name, found = self.raw()
+        problem = self._problem(name, found)
+        if problem:
+            raise ImproperlyConfigured(problem)
+        _values[self.names] = found
+        return found
+
+
+SPECS: dict[str, SettingSpec] = {
+    "MAX_ATTEMPTS": SettingSpec(
+        ("BACKGROUND_TASK_MAX_ATTEMPTS", "MAX_ATTEMPTS"),
+        25,
+        _positive_int,
+        "a positive integer (attempts per task)",
+        "background_task.E001",
+    ),
+    "MAX_RUN_TIME": SettingSpec(
+        ("BACKGROUND_TASK_MAX_RUN_TIME", "MAX_RUN_TIME"),
+        3600,
+        _positive_number,
+        "a positive number of seconds",
+        "background_task.E002",
+    ),
+    "RUN_ASYNC": SettingSpec(
+        ("BACKGROUND_TASK_RUN_ASYNC",), False, _is_bool, "True or False", "background_task.E003"
+    ),
+    "ASYNC_THREADS": SettingSpec(
+        ("BACKGROUND_TASK_ASYNC_THREADS",),
+        _cpu_count,
+        _positive_int,
+        "a positive integer (threads per worker process)",
+        "background_task.E004",
+    ),
+    "PRIORITY_ORDERING": SettingSpec(
+        ("BACKGROUND_TASK_PRIORITY_ORDERING",),
+        "DESC",
+        _ordering,
+        "'DESC' (larger priority runs first) or 'ASC' (smaller runs first)",
+        "background_task.E005",
+    ),
+    "SHUTDOWN_TIMEOUT": SettingSpec(
+        ("BACKGROUND_TASK_SHUTDOWN_TIMEOUT",),
+        30,
+        _non_negative_number,
+        "a number of seconds >= 0 (grace period for running tasks on shutdown)",
+        "background_task.E006",
+    ),
+    "HEARTBEAT_INTERVAL": SettingSpec(
+        ("BACKGROUND_TASK_HEARTBEAT_INTERVAL",),
+        5,
+        _positive_number,
+        "a positive number of seconds (how often a worker reports that it is alive)",
+        "background_task.E007",
+    ),
+    "WORKER_LOST_AFTER": SettingSpec(
+        ("BACKGROUND_TASK_WORKER_LOST_AFTER",),
+        30,
+        _positive_number,
+        "a positive number of seconds (heartbeat silence after which a worker counts as lost)",
+        "background_task.E008",
+    ),
+    "DEFAULT_TIMEOUT": SettingSpec(
+        ("BACKGROUND_TASK_DEFAULT_TIMEOUT",),
+        None,
+        _optional_positive_number,
+        "None or a positive number of seconds (hard time limit of a task run)",
+        "background_task.E009",
+    ),
+    "ON_WORKER_LOST": SettingSpec(
+        ("BACKGROUND_TASK_ON_WORKER_LOST",),
+        RETRY,
+        _worker_lost_policy,
+        "'retry' or 'fail' (what becomes of a task whose worker died)",
+        "background_task.E010",
+    ),
+    "RESULT_TTL": SettingSpec(
+        ("BACKGROUND_TASK_RESULT_TTL",),
+        None,
+        _optional_ttl,
+        "None (keep finished tasks forever) or a number of seconds >= 0 "
+        "(how long a finished task and its result are kept)",
+        "background_task.E014",
+    ),
+    "SERIALIZER": SettingSpec(
+        ("BACKGROUND_TASK_SERIALIZER",),
+        None,
+        _serializer_path,
+        "None or the dotted path of an object with dumps(args, kwargs) -> str and "
+        "loads(text) -> (args, kwargs)",
+        "background_task.E015",
+    ),
+    "STATUS_PERMISSION": SettingSpec(
+        ("BACKGROUND_TASK_STATUS_PERMISSION",),
+        "background_task.conf.staff_only",
+        _callable_path,
+        "the dotted path of a callable(request) -> bool (who may use the status endpoint)",
+        "background_task.E016",
+    ),
+    "STATUS_DETAILS_PERMISSION": SettingSpec(
+        ("BACKGROUND_TASK_STATUS_DETAILS_PERMISSION",),
+        "background_task.conf.staff_only",
+        _callable_path,
+        "the dotted path of a callable(request, task) -> bool (who may see a task's "
+        "arguments, result and traceback)",
+        "background_task.E017",
+    ),
+    "RUN_IMMEDIATELY": SettingSpec(
+        ("BACKGROUND_TASK_RUN_IMMEDIATELY",),
+        False,
+        _is_bool,
+        "True or False (run tasks at once in the process that queues them)",
+        "background_task.E018",
+    ),
+    "SCHEDULE": SettingSpec(
+        ("BACKGROUND_TASK_SCHEDULE",),
+        dict,
+        _schedule_setting,
+        "a dict of schedules ({name: crontab} or {name: {'task': ..., 'cron': ...}})",
+        "background_task.E012",
+    ),
+    "SCHEDULE_TIMEZONE": SettingSpec(
+        ("BACKGROUND_TASK_SCHEDULE_TIMEZONE",),
+        _project_timezone,
+        _timezone_name,
+        "an IANA time zone name such as 'Europe/Berlin' (default: TIME_ZONE)",
+        "background_task.E013",
+    ),
+    "AUTOSTART": SettingSpec(
+        ("BACKGROUND_TASK_AUTOSTART",),
+        False,
+        _autostart_setting,
+        "True, False or a dict of options (workers, threads, queues, sleep, "
+        "restart_delay, log_file)",
+        "background_task.E019",
+        explain=_autostart_problem,
+    ),
+}
+
+
+def is_set(name: str) -> bool:
+    """Whether the project sets this setting at all: a cheap test for the
+    per-task paths, which read (and validate) a setting only when it is set.
+    Kept, as values are, until a setting changes."""
+    found = _present.get(name)
+    if found is None:
+        found = _present[name] = hasattr(django_settings, name)
+    return found
+
+
+# Legacy pairs whose two names may disagree: (prefixed name, bare name, check id).
+LEGACY_PAIRS = (
+    ("BACKGROUND_TASK_MAX_ATTEMPTS", "MAX_ATTEMPTS", "background_task.W001"),
+    ("BACKGROUND_TASK_MAX_RUN_TIME", "MAX_RUN_TIME", "background_task.W002"),
+)
+
+
+class AppSettings:
+    """Typed, lazy access to every setting; also 1.2.8's ``app_settings``."""
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Attempts a task gets before it is failed (``MAX_ATTEMPTS``, default 25)."""
+        return int(SPECS["MAX_ATTEMPTS"].value())
+
+    @property
+    def MAX_RUN_TIME(self) -> float:
+        """Seconds after which a claim counts as abandoned (``MAX_RUN_TIME``, 3600)."""
+        return float(SPECS["MAX_RUN_TIME"].value())
+
+    @property
+    def RUN_ASYNC(self) -> bool:
+        return bool(SPECS["RUN_ASYNC"].value())
+
+    @property
+    def ASYNC_THREADS(self) -> int:
+        return int(SPECS["ASYNC_THREADS"].value())
+
+    @property
+    def PRIORITY_ORDERING(self) -> str:
+        """``"DESC"`` or ``"ASC"``, upper-cased."""
+        return str(SPECS["PRIORITY_ORDERING"].value()).upper()
+
+    @property
+    def PRIORITY_DESCENDING(self) -> bool:
+        return self.PRIORITY_ORDERING == "DESC"
+
+    @property
+    def SHUTDOWN_TIMEOUT(self) -> float:
+        return float(SPECS["SHUTDOWN_TIMEOUT"].value())
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        """Seconds between a worker's heartbeats (default 5)."""
+        return float(SPECS["HEARTBEAT_INTERVAL"].value())
+
+    @property
+    def WORKER_LOST_AFTER(self) -> float:
+        """Seconds without a heartbeat after which a worker's tasks are recovered (30)."""
+        return float(SPECS["WORKER_LOST_AFTER"].value())
+
+    @property
+    def DEFAULT_TIMEOUT(self) -> float | None:
+        """Hard time limit, in seconds, of tasks that set none (default None: no limit)."""
+        value = SPECS["DEFAULT_TIMEOUT"].value()
+        return None if value is None else float(value)
+
+    @property
+    def ON_WORKER_LOST(self) -> str:
+        """``"retry"`` (default) or ``"fail"``, for tasks that do not choose."""
+        return str(SPECS["ON_WORKER_LOST"].value())
+
+    @property
+    def RESULT_TTL(self) -> int | None:
+        """Seconds a finished task (and its result) is kept unless the task sets
+        ``ttl``; None (default): forever, as in 1.2.8."""
+        value = SPECS["RESULT_TTL"].value()
+        return None if value is None else int(value)
+
+    @property
+    def SERIALIZER(self) -> Any:
+        """The custom argument serializer, or None for the built-in one."""
+        path = SPECS["SERIALIZER"].value()
+        return None if path is None else import_serializer(path)
+
+    @property
+    def STATUS_PERMISSION(self) -> Callable[..., bool]:
+        """Who may use the status endpoint: ``callable(request) -> bool``."""
+        found: Callable[..., bool] = import_serializer(SPECS["STATUS_PERMISSION"].value())
+        return found
+
+    @property
+    def STATUS_DETAILS_PERMISSION(self) -> Callable[..., bool]:
+        """Who may see a task's arguments and result: ``callable(request, task) -> bool``."""
+        found: Callable[..., bool] = import_serializer(SPECS["STATUS_DETAILS_PERMISSION"].value())
+        return found
+
+    @property
+    def RUN_IMMEDIATELY(self) -> bool:
+        """Eager mode: queued tasks run at once in process (default False)."""
+        return bool(SPECS["RUN_IMMEDIATELY"].value())
+
+    @property
+    def SCHEDULE(self) -> dict[str, Any]:
+        """Schedules declared in settings (default none)."""
+        return dict(SPECS["SCHEDULE"].value())
+
+    @property
+    def SCHEDULE_TIMEZONE(self) -> str:
+        """The time zone cron and rrule times are read in (default TIME_ZONE)."""
+        return str(SPECS["SCHEDULE_TIMEZONE"].value())
+
+    @property
+    def AUTOSTART(self) -> AutostartOptions | None:
+        """The embedded worker web servers start, or None (default: none)."""
+        from background_task.runtime.autostart import parse_options
+
+        return parse_options(SPECS["AUTOSTART"].value())
+
+    # The 1.2.8 spellings of the same values.
+    @property
+    def BACKGROUND_TASK_MAX_ATTEMPTS(self) -> int:
+        return self.MAX_ATTEMPTS
+
+    @property
+    def BACKGROUND_TASK_MAX_RUN_TIME(self) -> float:
+        return self.MAX_RUN_TIME
+
+    @property
+    def BACKGROUND_TASK_RUN_ASYNC(self) -> bool:
+        return self.RUN_ASYNC
+
+    @property
+    def BACKGROUND_TASK_ASYNC_THREADS(self) -> int:
+        return self.ASYNC_THREADS
+
+    @property
+    def BACKGROUND_TASK_PRIORITY_ORDERING(self) -> str:
+        """The ORDER BY prefix 1.2.8 exposed: ``"-"`` for DESC, ``""`` for ASC."""
+        return "-" if self.PRIORITY_DESCENDING else ""
+
+
+app_settings = AppSettings()

@@ -1,0 +1,528 @@
+"""Running one claimed task and recording what happened.
+
+Every write after the claim matches the claim token: a worker whose claim
+expired and was taken over changes nothing and logs that it lost the claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from background_task.api.control import CurrentTask, reset_current, set_current
+from background_task.api.registry import Tasks
+from background_task.core import signals, status
+from background_task.core.conf import FAIL, app_settings
+from background_task.core.exceptions import (
+    BadTaskRow,
+    ClaimLost,
+    InvalidTaskError,
+    ResultNotSerializable,
+    Retry,
+    TaskCancelled,
+)
+from background_task.core.retry import DEFAULT_POLICY, RetryPolicy
+from background_task.runtime.slots import TaskSlots
+from background_task.store.deleting import delete_claimed
+from background_task.store.inserting import insert_history
+from background_task.store.models import CompletedTask, Task, TaskQuerySet
+
+logger = logging.getLogger("background_task.worker")
+# 1.2.8 logged failures at ERROR here and retries at WARNING on the models logger.
+legacy_logger = logging.getLogger("background_task.tasks")
+models_logger = logging.getLogger("background_task.models")
+
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+MAX_ERROR_MESSAGE = 2000  # characters kept of an exception message
+
+
+class _SomeClaimLost(Exception):
+    """Rolls back a batch of successes in which a claim no longer holds."""
+
+
+class WorkerStopped(BaseException):
+    """Raised inside a running task when the worker must stop at once."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run."""
+
+    task: Task
+    result: str  # "done", "retry", "failed" or "lost"
+    duration: float  # seconds
+
+
+def send_robust(signal: Signal, sender: Any, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged and changes nothing."""
+    for receiver, response in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "Signal receiver %r raised %r; the task outcome is unchanged.",
+                receiver,
+                response,
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
+def exception_path(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def encode_result(value: Any, task: Task | None = None, *, strict: bool = False) -> str | None:
+    """The JSON text of a return value.
+
+    Something JSON cannot hold fails the attempt for good when ``strict``
+    (the task keeps its results: ``ttl`` was given); otherwise, as
+    django-background-tasks 1.2.8 ignored return values, it is logged and
+    not stored.
+    """
+    if value is None:
+        return None
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        name = task.task_name if task is not None else "the task"
+        if strict:
+            raise ResultNotSerializable(
+                f"{name} returned a {type(value).__name__}, which JSON cannot store ({exc}); "
+                f"return JSON data (str, int, float, bool, None, lists, dicts) or None."
+            ) from None
+        logger.warning(
+            "Return value of type %s of %s is not JSON serializable and was not stored.",
+            type(value).__name__,
+            name,
+        )
+        return None
+
+
+class TaskExecutor:
+    """Runs claimed tasks of one worker and records their outcomes."""
+
+    def __init__(
+        self,
+        registry: Tasks,
+        worker_id: str,
+        *,
+        using: str = "default",
+        clock: Callable[[], datetime] = timezone.now,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        should_stop: Callable[[], bool] = lambda: False,
+        slots: TaskSlots | None = None,
+    ) -> None:
+        self.registry = registry
+        #: Where a supervised worker shows its supervisor what runs, and until when.
+        self.slots = slots
+        self.worker_id = worker_id
+        self.using = using
+        self.clock = clock
+        self.retry_policy = retry_policy
+        self.should_stop = should_stop
+        self._signatures: dict[Callable[..., Any], inspect.Signature | None] = {}
+        #: True while user code runs, so a forced stop may interrupt it.
+        self.in_task_code = False
+        #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
+        self.pending: list[tuple[Task, str | None, datetime]] = []
+        # Pool threads add successes while the worker's thread flushes them.
+        self._pending_lock = threading.Lock()
+
+    @staticmethod
+    def call_arguments(task: Task) -> tuple[list[Any], dict[str, Any]]:
+        """The stored arguments."""
+        try:
+            return task.params()
+        except ValueError as exc:
+            raise BadTaskRow(f"Task {task.task_id} has unreadable arguments: {exc}") from exc
+
+    def check_arguments(
+        self, task: Task, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        """Raise BadTaskRow if the stored arguments do not fit ``function``'s signature.
+
+        Run when a call raised TypeError, to tell arguments that never fitted
+        (the task's row is bad: no retry) from a TypeError of the task's own
+        code. Python binds a call's arguments before running any of its body,
+        so checking only then costs nothing on the way to a success.
+        """
+        if function not in self._signatures:
+            try:
+                self._signatures[function] = inspect.signature(function)
+            except (TypeError, ValueError):
+                self._signatures[function] = None
+        signature = self._signatures[function]
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise BadTaskRow(
+                    f"Stored arguments do not fit {task.task_name}{signature}: {exc}"
+                ) from exc
+
+    def can_defer_successes(self) -> bool:
+        """Successes may be recorded in batches only while no receiver could
+        see the per-task signal order change (started, successful, finished)."""
+        return not (
+            signals.listened(signals.task_successful, Task)
+            or signals.listened(signals.task_finished, Task)
+        )
+
+    def execute(self, task: Task, *, defer_success: bool = False) -> Outcome:
+        """Run a task this worker has claimed and record the outcome.
+
+        With ``defer_success`` (and no receivers of the success signals), a
+        success is queued for :meth:`flush`, which records many in one
+        transaction; failures are always recorded at once.
+        """
+        started = time.monotonic()
+        attempt = task.attempts + 1
+        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)
+        legacy_logger.info("Running %s", task)
+        send_robust(signals.task_started, Task)
+        run: Any = None  # a django.tasks attempt (background_task.contrib.django_tasks.Run)
+        try:
+            if task.backend:
+                from background_task.contrib.django_tasks import Run
+
+                run = Run(task, self.worker_id)
+            else:
+                function = self.registry.get(task.task_name).task_function
+            args, kwargs = self.call_arguments(task)
+            if self.slots is not None:
+                self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
+            self.in_task_code = True
+            current = set_current(CurrentTask(task, self.using))
+            try:
+                if run is not None:
+                    value = run.call(args, kwargs)
+                else:
+                    try:
+                        value = function(*args, **kwargs)
+                    except TypeError:
+                        self.check_arguments(task, function, args, kwargs)
+                        raise
+            finally:
+                reset_current(current)
+                self.in_task_code = False
+                if self.slots is not None:
+                    self.slots.lift_deadline()
+            if run is not None:
+                value = run.normalize(value)
+            encoded = encode_result(value, task, strict=self.wants_result(task) or bool(run))
+            if defer_success and run is None and self.can_defer_successes():
+                with self._pending_lock:
+                    self.pending.append((task, encoded, self.clock()))
+                result = "done"
+            else:
+                result = self.persist(partial(self.record_success, task, encoded))
+                if run is not None and result == "done":
+                    run.succeeded(value)
+        except WorkerStopped as stopped:
+            self.persist(partial(self.record_failure, task, stopped))
+            raise
+        except BaseException as exc:  # a task's failure never ends the worker
+            result = self.persist(partial(self.record_failure, task, exc))
+            if run is not None and result != "lost":
+                run.failed(exc, final=result in ("failed", "cancelled"))
+        finally:
+            if self.slots is not None:
+                self.slots.end()
+            send_robust(signals.task_finished, Task)
+        duration = time.monotonic() - started
+        log = logger.warning if result in ("failed", "lost") else logger.info
+        log(
+            "Task %s (%s) queue=%s attempt=%d %s in %.3fs",
+            task.task_id,
+            task.task_name,
+            task.queue or "-",
+            attempt,
+            result,
+            duration,
+        )
+        return Outcome(task, result, duration)
+
+    @staticmethod
+    def wants_result(task: Task) -> bool:
+        """True when the task keeps its return value (it set ``ttl``)."""
+        return task.result_ttl is not None
+
+    @staticmethod
+    def time_limit(task: Task) -> float | None:
+        """Seconds a run of ``task`` may take before its process is killed, or None."""
+        return task.timeout or app_settings.DEFAULT_TIMEOUT
+
+    def persist(self, write: Callable[[], str]) -> str:
+        """Run a write, retrying through database outages until it lands.
+
+        Gives up only when the worker is stopping; the claim then expires and
+        the task runs again (at least once, never lost).
+        """
+        delay = 0.5  # seconds
+        while True:
+            try:
+                return write()
+            except ClaimLost as exc:
+                logger.warning("%s", exc)
+                return "lost"
+            except TRANSIENT_DB_ERRORS as exc:
+                if self.should_stop():
+                    logger.error("Could not record a task outcome while stopping: %s", exc)
+                    return "lost"
+                logger.warning(
+                    "Database unavailable while recording an outcome (%s); retrying in %.1fs",
+                    exc,
+                    delay,
+                )
+                close_connection(self.using)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def flush(self) -> None:
+        """Record the deferred successes, in one transaction when all claims hold."""
+        if not self.pending:
+            return
+        with self._pending_lock:
+            pending, self.pending = self.pending, []
+        try:
+            self.persist(partial(self._record_successes, pending))
+        except (_SomeClaimLost, DatabaseError):
+            # Rolled back: record them one by one, each fenced on its own.
+            for task, result, finished in pending:
+                try:
+                    self.persist(partial(self.record_success, task, result, finished))
+                except DatabaseError:
+                    # Never let one bad write stop the worker; the claim
+                    # expires and the task runs again.
+                    logger.exception("Could not record the success of task %s.", task.task_id)
+
+    def _record_successes(self, pending: list[tuple[Task, str | None, datetime]]) -> str:
+        by_token: dict[str | None, list[int]] = {}
+        for task, _, _ in pending:
+            by_token.setdefault(task.claim_token, []).append(task.pk)
+        with transaction.atomic(using=self.using):
+            # Delete first: on SQLite a transaction that reads before it
+            # writes can fail to take the write lock under contention.
+            for token, ids in by_token.items():
+                if token is None:
+                    raise _SomeClaimLost  # recorded one by one, each fenced on its own
+                if delete_claimed(self.using, token, ids) != len(ids):
+                    raise _SomeClaimLost
+            insert_history(
+                [
+                    self._completed_values(task, finished, status=status.DONE, result_json=result)
+                    for task, result, finished in pending
+                ],
+                using=self.using,
+            )
+            repetitions = [
+                repetition
+                for task, _, finished in pending
+                if (repetition := task.next_repetition(finished)) is not None
+            ]
+            if repetitions:
+                Task.objects.using(self.using).bulk_create(repetitions)
+        for task, _, _ in pending:
+            legacy_logger.info("Ran task and deleting %s", task)
+        return "done"
+
+    def claimed(self, task: Task) -> TaskQuerySet:
+        """The row of ``task`` if the claim this worker holds is still its claim.
+
+        Every write after a claim goes through here. A lock taken by 1.2.8
+        has no token and is matched on its holder and time instead. A task
+        object that holds nothing (released, or already settled) matches
+        nothing, never the unclaimed row.
+        """
+        rows: TaskQuerySet = Task.objects.using(self.using).filter(pk=task.pk)
+        if task.claim_token is not None:
+            return rows.filter(claim_token=task.claim_token)
+        if task.locked_by is None or task.locked_at is None:
+            return rows.none()
+        return rows.filter(
+            claim_token=None,
+            status=status.RUNNING,
+            locked_by=task.locked_by,
+            locked_at=task.locked_at,
+        )
+
+    def _completed(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
+        """The history row of a finished attempt by this worker."""
+        return CompletedTask(**self._completed_values(task, now, **values))
+
+    def _completed_values(self, task: Task, now: datetime, **values: Any) -> dict[str, Any]:
+        values.setdefault("worker_ids", [*(task.worker_ids or []), self.worker_id])
+        return task.completed_values(
+            now, attempts=task.attempts + 1, expires_at=task.expiry(now), **values
+        )
+
+    def _delete_claimed(self, task: Task) -> None:
+        deleted, _ = self.claimed(task).delete()
+        if not deleted:
+            raise ClaimLost(
+                f"Lost the claim on task {task.task_id} ({task.task_name}); another worker "
+                f"took it over, so this run's outcome is discarded."
+            )
+
+    def _finish(self, task: Task, now: datetime, **values: Any) -> CompletedTask:
+        """Move the task to the completed table and queue its next repetition."""
+        completed = self._completed(task, now, **values)
+        with transaction.atomic(using=self.using):
+            self._delete_claimed(task)
+            completed.save(using=self.using, force_insert=True)
+            repetition = task.next_repetition(now)
+            if repetition is not None:
+                repetition.save(using=self.using, force_insert=True)
+        return completed
+
+    def record_success(
+        self, task: Task, result: str | None, finished: datetime | None = None
+    ) -> str:
+        completed = self._finish(
+            task, finished or self.clock(), status=status.DONE, result_json=result
+        )
+        legacy_logger.info("Ran task and deleting %s", task)
+        send_robust(signals.task_successful, Task, task_id=task.pk, completed_task=completed)
+        return "done"
+
+    def fail_permanently(self, task: Task, exc: BaseException) -> str:
+        """Record a failure that is not retried, whatever attempts remain."""
+        return self.record_failure(task, exc, permanent=True)
+
+    def record_lost(self, task: Task, exc: BaseException) -> str:
+        """Count the attempt of a worker that died holding ``task``, as the task chose:
+        queue it again with backoff (``"retry"``) or fail it for good (``"fail"``)."""
+        return self.record_failure(
+            task, exc, permanent=task.worker_lost_policy() == FAIL, worker_id=task.locked_by
+        )
+
+    def record_failure(
+        self,
+        task: Task,
+        exc: BaseException,
+        *,
+        permanent: bool = False,
+        worker_id: str | None = None,
+    ) -> str:
+        """Count a failed attempt: reschedule with backoff, or fail for good.
+
+        ``worker_id`` names the worker that made the attempt when it is not
+        this one (a lost worker whose task is recovered).
+        """
+        now = self.clock()
+        attempts = task.attempts + 1
+        worker_id = worker_id or self.worker_id
+        trace = "".join(traceback.format_exception(exc))
+        error = {
+            "attempt": attempts,
+            "at": now.isoformat(),
+            "worker_id": worker_id,
+            "exception_class_path": exception_path(exc),
+            "message": str(exc)[:MAX_ERROR_MESSAGE],
+            "traceback": trace,
+        }
+        if isinstance(exc, TaskCancelled) or self._cancel_requested(task):
+            return self._record_cancelled(task, now, trace, worker_id)
+        legacy_logger.error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
+        send_robust(signals.task_error, type(exc), task=task)
+        errors = [*(task.errors or []), error]
+        permanent = permanent or isinstance(exc, InvalidTaskError)
+        next_run = (
+            None
+            if permanent
+            else self.retry_policy.next_run(attempts, task.effective_max_attempts(), now)
+        )
+        if next_run is not None and isinstance(exc, Retry) and exc.delay is not None:
+            next_run = now + timedelta(seconds=exc.delay)
+        if next_run is None:
+            completed = self._finish(
+                task,
+                now,
+                status=status.ERROR,
+                failed_at=now,
+                last_error=trace,
+                errors=errors,
+                worker_ids=[*(task.worker_ids or []), worker_id],
+            )
+            models_logger.warning("Marking task %s as failed", task)
+            send_robust(signals.task_failed, Task, task_id=task.pk, completed_task=completed)
+            return "failed"
+        updated = self.claimed(task).update(
+            attempts=attempts,
+            last_error=trace,
+            errors=errors,
+            worker_ids=[*(task.worker_ids or []), worker_id],
+            run_at=next_run,
+            status=status.WAITING,
+            locked_by=None,
+            locked_at=None,
+            claim_token=None,
+        )
+        if not updated:
+            raise ClaimLost(
+                f"Lost the claim on task {task.task_id} ({task.task_name}) before its failure "
+                f"could be recorded; another worker took it over."
+            )
+        task.attempts, task.run_at, task.last_error = attempts, next_run, trace
+        task.locked_by = task.locked_at = task.claim_token = None
+        models_logger.warning(
+            "Rescheduling task %s for %s later at %s", task, next_run - now, next_run
+        )
+        send_robust(signals.task_rescheduled, Task, task=task)
+        return "retry"
+
+    def _cancel_requested(self, task: Task) -> bool:
+        requested: bool = (
+            Task.objects.using(self.using).filter(pk=task.pk, cancel_requested=True).exists()
+        )
+        return requested
+
+    def _record_cancelled(
+        self, task: Task, now: datetime, trace: str, worker_id: str | None = None
+    ) -> str:
+        """End a run that stopped because it was cancelled: history, no retry."""
+        self._finish(
+            task,
+            now,
+            status=status.CANCELLED,
+            last_error=trace,
+            worker_ids=[*(task.worker_ids or []), worker_id or self.worker_id],
+        )
+        logger.info("Task %s (%s) stopped: it was cancelled.", task.task_id, task.task_name)
+        return "cancelled"
+
+    def record_cancelled(self, task: Task, reason: str) -> str:
+        """Record a run cut short by ``cancel(force=True)`` (its process was killed)."""
+        return self._record_cancelled(task, self.clock(), reason, task.locked_by)
+
+    def release(self, task: Task) -> bool:
+        """Put a claimed task that never started back in the queue at once."""
+        values: dict[str, Any] = {
+            "status": status.WAITING,
+            "locked_by": None,
+            "locked_at": None,
+            "claim_token": None,
+        }
+        if task.attempts == 0:
+            values.update(started_at=None, last_attempted_at=None)
+        return bool(self.claimed(task).update(**values))
+
+
+def close_connection(using: str) -> None:
+    """Drop a connection that failed so the next query opens a fresh one."""
+    from django.db import connections
+
+    with contextlib.suppress(DatabaseError):
+        connections[using].close()

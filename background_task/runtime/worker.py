@@ -1,0 +1,591 @@
+"""The worker loop behind ``process_tasks``: claim, run, record, repeat.
+
+One :class:`Worker` is one process. It claims due tasks in batches sized to
+its free capacity (``threads``), runs them inline (one thread) or on a thread
+pool, and stops cleanly on SIGTERM/SIGINT: no more claims, claimed tasks
+that have not started go straight back to the queue, running tasks get
+``shutdown_timeout`` seconds to finish. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+
+from background_task.api.registry import Tasks
+from background_task.api.registry import tasks as default_registry
+from background_task.core import status
+from background_task.core.conf import app_settings
+from background_task.core.exceptions import TaskNotRegistered
+from background_task.runtime import scheduler
+from background_task.runtime.execution import (
+    TRANSIENT_DB_ERRORS,
+    Outcome,
+    TaskExecutor,
+    WorkerStopped,
+    close_connection,
+)
+from background_task.runtime.liveness import Liveness, make_worker_id, recover_orphans
+from background_task.runtime.slots import TaskSlots
+from background_task.store import metrics
+from background_task.store.claim import ClaimRequest, get_strategy
+from background_task.store.models import Task
+from background_task.store.pruning import prune_expired
+
+logger = logging.getLogger("background_task.worker")
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}  # ask a worker to finish and exit
+SCHEDULE_CHECK_INTERVAL = 1.0  # seconds between looks for due schedules
+MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
+MAINTENANCE_BATCH = 100  # rows handled per sweep
+MAX_OUTAGE_BACKOFF = 30.0  # seconds
+TARGET_BATCH_SECONDS = 0.5  # work a claimed batch should hold per thread
+MAX_BATCH = 100  # tasks claimed at once, at most
+DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
+CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
+FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
+FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
+SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
+MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
+# Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
+# reaches a worker directly and again as forwarded by its supervisor.
+SAME_SIGNAL_WINDOW = 0.1
+
+_connection_checks = threading.local()
+
+
+def recycle_connections() -> None:
+    """Close connections that failed or outlived CONN_MAX_AGE, as Django does per request.
+
+    Checking after every task would, with the default ``CONN_MAX_AGE = 0``,
+    reconnect for every task; so a busy worker checks every few seconds,
+    and at once after a database error.
+    """
+    now = time.monotonic()
+    last = getattr(_connection_checks, "at", float("-inf"))
+    failed = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
+    if failed or now - last >= CONNECTION_CHECK_INTERVAL:
+        close_old_connections()
+        _connection_checks.at = now
+
+
+class Worker:
+    """Runs due tasks until stopped, or as the run-length options say."""
+
+    def __init__(
+        self,
+        *,
+        queues: Sequence[str | None] | None = None,
+        sleep: float = 5.0,
+        duration: float = 0.0,
+        burst: bool = False,
+        max_tasks: int | None = None,
+        threads: int = 1,
+        registry: Tasks | None = None,
+        using: str = "default",
+        clock: Callable[[], datetime] = timezone.now,
+        shutdown_timeout: float | None = None,
+        slots: TaskSlots | None = None,
+        supervisor_id: str | None = None,
+        parent_pid: int | None = None,
+        backends: Sequence[str] = (),
+    ) -> None:
+        self.queues = list(queues) if queues is not None else None
+        #: ``django.tasks`` backend aliases whose rows this worker runs.
+        self.backends = list(backends)
+        self.sleep = sleep
+        self.duration = duration
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.threads = max(1, threads)
+        self.registry = registry or default_registry
+        self.using = using
+        self.clock = clock
+        self.shutdown_timeout = (
+            app_settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
+        )
+        self.worker_id = make_worker_id()
+        self.stopping = threading.Event()
+        self.force_stop = False
+        if slots is not None:
+            slots.set_owner(self.worker_id)
+        self.executor = TaskExecutor(
+            self.registry,
+            self.worker_id,
+            using=using,
+            clock=clock,
+            should_stop=self.stopping.is_set,
+            slots=slots,
+        )
+        self.supervisor_id = supervisor_id
+        self.parent_pid = parent_pid
+        #: Set while :meth:`run` heartbeats; bare :meth:`step` calls do not register.
+        self.liveness: Liveness | None = None
+        self.strategy = get_strategy(using)
+        self.processed = 0
+        self.claimed = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[Any], Task] = {}
+        # Connections opened by pool threads, by thread, to close at shutdown.
+        self._thread_connections: dict[int, list[Any]] = {}
+        self._last_maintenance = float("-inf")
+        self._next_schedule_check = 0.0  # monotonic seconds
+        self._next_sample: datetime | None = None  # start of the next minute to sample
+        self._sampler: threading.Thread | None = None
+        self._schedules_synced = False
+        self._schedule_due_in: float | None = None  # seconds from the last check
+        self._task_due_in: float | None = None  # seconds to the next waiting task's run_at
+        self._woken = False  # the next step follows an idle wait (housekeeping done)
+        self._retried_at_once = False  # a lost connection was retried without waiting
+        self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
+        self._outage_delay = 0.0
+        self._first_signal_at = float("-inf")  # monotonic seconds
+        self._signalled = False  # a stop signal arrived (read before ``stopping`` is set)
+        self._stop_pipe: tuple[int, int] | None = None  # signal handler -> relay thread
+
+    # -- signals -----------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        self._stop_pipe = os.pipe()
+        threading.Thread(
+            target=self._relay_stop_requests, name="bgtask-signals", daemon=True
+        ).start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGALRM, self._on_grace_expired)
+        # A supervisor forks its workers with these signals blocked, so that a
+        # stop signal sent during the fork waits for this handler.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self._signalled:
+            if now - self._first_signal_at < SAME_SIGNAL_WINDOW:
+                return  # Ctrl-C reached us both from the terminal and via the supervisor
+            logger.warning("Second signal %s: stopping now.", signal.Signals(signum).name)
+            self._stop_now()
+            return
+        self._first_signal_at = now
+        logger.info(
+            "Signal %s: finishing running tasks (up to %ss), then stopping.",
+            signal.Signals(signum).name,
+            self.shutdown_timeout,
+        )
+        self._signalled = True
+        self._request_stop()
+        if self.executor.in_task_code and self.shutdown_timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout)
+        elif self.executor.in_task_code:
+            self._stop_now()
+
+    def _on_grace_expired(self, signum: int, frame: FrameType | None) -> None:
+        logger.warning("Shutdown grace period over: stopping the running task.")
+        self._stop_now()
+
+    def _request_stop(self) -> None:
+        """Set ``stopping`` on behalf of a signal handler, taking no lock.
+
+        ``Event.set()`` takes the event's lock, which the main thread may
+        hold at the very moment the signal arrives (inside
+        ``stopping.wait()``); taking it in the handler would deadlock. The
+        handler writes a byte to a pipe instead, and a helper thread sets it.
+        """
+        if self._stop_pipe is None:
+            self.stopping.set()
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._stop_pipe[1], b"x")
+
+    def _relay_stop_requests(self) -> None:
+        assert self._stop_pipe is not None
+        read_end = self._stop_pipe[0]
+        try:
+            while os.read(read_end, 64):  # b"": the write end closed, the worker stopped
+                self.stopping.set()
+        except OSError:
+            pass
+        finally:
+            os.close(read_end)
+
+    def _close_stop_pipe(self) -> None:
+        if self._stop_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._stop_pipe[1])
+
+    def _stop_now(self) -> None:
+        self._signalled = True
+        self._request_stop()
+        self.force_stop = True
+        if self.executor.in_task_code and self._pool is None:
+            raise WorkerStopped("The worker was stopped while this task ran.")
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the running tasks (thread-safe)."""
+        self.stopping.set()
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self) -> None:
+        """Process tasks until stopped, the duration ends, or (burst) nothing is due."""
+        if threading.current_thread() is threading.main_thread():
+            self.install_signal_handlers()
+        started = time.monotonic()
+        logger.info(
+            "Worker %s started (queues: %s, threads: %d, tasks: %d registered)",
+            self.worker_id,
+            ", ".join(q or "<default>" for q in self.queues) if self.queues is not None else "all",
+            self.threads,
+            len(self.registry.names()),
+        )
+        if not self.registry.names():
+            logger.warning(
+                "No tasks are registered in this worker: define them with @background in an "
+                "installed app's tasks.py module."
+            )
+        if self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
+        self.liveness = Liveness(
+            self.worker_id,
+            queues=self.queues,
+            concurrency=self.threads,
+            supervisor_id=self.supervisor_id,
+            using=self.using,
+            executor=TaskExecutor(
+                self.registry, self.worker_id, using=self.using, clock=self.clock
+            ),
+            parent_pid=self.parent_pid,
+            on_orphaned=self.stop,
+        )
+        self.liveness.start()
+        try:
+            while not self.stopping.is_set():
+                if self.duration > 0 and time.monotonic() - started > self.duration:
+                    break
+                if self.max_tasks is not None and self.claimed >= self.max_tasks:
+                    break
+                claimed = self._guarded(self.step)
+                if claimed is None:
+                    continue  # database outage, already waited
+                if claimed == 0:
+                    if self.burst and not self._running:
+                        break
+                    self._idle()
+        except WorkerStopped:
+            pass
+        finally:
+            self._shutdown()
+            if self._sampler is not None:
+                self._sampler.join(SAMPLER_JOIN_TIMEOUT)
+            self.liveness.stop()
+            self.liveness = None
+            self._close_stop_pipe()
+        logger.info("Worker %s stopped after %d task(s).", self.worker_id, self.processed)
+
+    def _guarded(self, action: Callable[[], int]) -> int | None:
+        """Run one step; on a database outage log, back off and return None."""
+        try:
+            result = action()
+        except TRANSIENT_DB_ERRORS as exc:
+            close_connection(self.using)
+            if not self._outage_delay and not self._retried_at_once:
+                # Often just a connection the server dropped while idle: retry at once.
+                self._retried_at_once = True
+                logger.info("Database connection lost (%s); reconnecting.", exc)
+                return None
+            self._outage_delay = min(max(self._outage_delay * 2, 1.0), MAX_OUTAGE_BACKOFF)
+            logger.warning("Database unavailable (%s); retrying in %.0fs.", exc, self._outage_delay)
+            self.stopping.wait(self._outage_delay)
+            return None
+        if self._outage_delay:
+            logger.info("Database reachable again.")
+            self._outage_delay = 0.0
+        self._retried_at_once = False
+        return result
+
+    def batch_size(self) -> int:
+        """How many tasks to claim now: free capacity, plus a short prefetch.
+
+        Once task durations are known, a batch holds about
+        ``TARGET_BATCH_SECONDS`` of work per thread (at most ``MAX_BATCH``),
+        so fast tasks are claimed many at a time while a slow task never
+        holds claims that another worker could start sooner.
+        """
+        wanted = self.threads
+        if self._mean_duration is not None:
+            per_thread = int(TARGET_BATCH_SECONDS / max(self._mean_duration, 1e-4))
+            wanted = min(MAX_BATCH, max(1, per_thread) * self.threads)
+        limit = max(0, wanted - len(self._running))
+        if self.max_tasks is not None:
+            limit = min(limit, self.max_tasks - self.claimed)
+        return limit
+
+    def _record_duration(self, seconds: float) -> None:
+        if self._mean_duration is None:
+            self._mean_duration = seconds
+        else:
+            self._mean_duration += DURATION_SMOOTHING * (seconds - self._mean_duration)
+
+    def step(self) -> int:
+        """Do the housekeeping that is due, claim what fits and run or dispatch it.
+
+        A step that follows a wake-up skips the housekeeping: the idle
+        worker did it before it went to sleep, and the tasks that woke it
+        should not wait for it.
+        """
+        woken, self._woken = self._woken, False
+        if self._running:
+            self._reap({future for future in self._running if future.done()})
+        now = self.clock()
+        if not woken:
+            self.housekeeping(now)
+        request = ClaimRequest(
+            self.worker_id,
+            self.batch_size(),
+            now,
+            self.registry.names(),
+            self.queues,
+            self.backends,
+        )
+        batch = self.strategy.claim(request)
+        if not batch and not self._running and not request.empty:
+            # Nothing due: note when the next waiting task is, so an idle
+            # worker wakes for it instead of up to --sleep seconds late.
+            first = self.strategy.next_run_at(now)
+            self._task_due_in = None if first is None else (first - now).total_seconds()
+        self.claimed += len(batch)
+        try:
+            for index, task in enumerate(batch):
+                if self.stopping.is_set():
+                    self._release(batch[index:])
+                    break
+                if self._pool is not None:
+                    self._running[self._pool.submit(self._execute_in_thread, task)] = task
+                    continue
+                try:
+                    outcome = self.executor.execute(task, defer_success=True)
+                except WorkerStopped:
+                    self._release(batch[index + 1 :])
+                    raise
+                self.processed += 1
+                self._record_duration(outcome.duration)
+                self._flush_if_due()
+                recycle_connections()
+        finally:
+            # Successes are never held past the batch that produced them.
+            self.executor.flush()
+        return len(batch)
+
+    def housekeeping(self, now: datetime) -> bool:
+        """Recycle old connections; sweep, fire schedules and sample if due.
+
+        True when due schedules queued tasks.
+        """
+        recycle_connections()
+        if time.monotonic() - self._last_maintenance >= MAINTENANCE_INTERVAL:
+            self.maintenance(now)
+            self._last_maintenance = time.monotonic()
+        fired = False
+        if self.liveness is not None and time.monotonic() >= self._next_schedule_check:
+            fired = self._fire_schedules(now) > 0
+        if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
+            self._sample_in_background(now)
+        return fired
+
+    def _fire_schedules(self, now: datetime) -> int:
+        """Queue the runs of due schedules; note when the next one is due.
+
+        Returns how many runs were queued.
+        """
+        self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_INTERVAL
+        fired = 0
+        if not self._schedules_synced:
+            counts = scheduler.sync_declared(self.registry, self.using)
+            self._schedules_synced = True
+            if any(counts.values()):
+                logger.info(
+                    "Schedules synced: %s.", ", ".join(f"{n} {k}" for k, n in counts.items())
+                )
+        due = scheduler.next_due(self.registry, self.using)
+        if due is not None and due <= now:
+            fired = scheduler.fire_due(self.registry, now, self.using)
+            due = scheduler.next_due(self.registry, self.using)
+        self._schedule_due_in = None if due is None else max(0.0, (due - now).total_seconds())
+        return fired
+
+    def _sample_in_background(self, now: datetime) -> None:
+        """Take this minute's queue sample on a thread of its own.
+
+        Counting a queue of a million tasks takes seconds on some databases;
+        the claim loop must not wait for it, nor the heartbeats.
+        """
+        if self._sampler is not None and self._sampler.is_alive():
+            return  # the last one is still counting; try again next step
+        self._next_sample = metrics.minute_of(now) + metrics.SAMPLE_INTERVAL
+        self._sampler = threading.Thread(
+            target=self._take_sample, args=(now,), name="bgtask-sample", daemon=True
+        )
+        self._sampler.start()
+
+    def _take_sample(self, now: datetime) -> None:
+        try:
+            metrics.take_sample(now, self.using)
+        except DatabaseError as exc:
+            logger.warning("Could not take the queue sample for the dashboard (%s).", exc)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def _flush_if_due(self) -> None:
+        pending = self.executor.pending
+        if len(pending) >= FLUSH_EVERY_TASKS or (
+            pending and (self.clock() - pending[0][2]).total_seconds() >= FLUSH_EVERY_SECONDS
+        ):
+            self.executor.flush()
+
+    def _execute_in_thread(self, task: Task) -> Outcome:
+        try:
+            # A success waits for the worker's thread, which records those
+            # of all threads together at its next step: one transaction for
+            # many, instead of one per task from each thread (threads that
+            # contend for the database's write lock on SQLite).
+            return self.executor.execute(task, defer_success=True)
+        finally:
+            recycle_connections()
+            self._thread_connections[threading.get_ident()] = list(
+                connections.all(initialized_only=True)
+            )
+
+    def _close_thread_connections(self) -> None:
+        """Close the connections the pool's threads opened; the threads have exited."""
+        for opened in self._thread_connections.values():
+            for connection in opened:
+                connection.inc_thread_sharing()
+                try:
+                    connection.close()
+                finally:
+                    connection.dec_thread_sharing()
+        self._thread_connections.clear()
+
+    def _idle(self) -> None:
+        if self._running:
+            done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
+            self._reap(done)
+        else:
+            # Housekeeping now rather than after the wake-up, and a
+            # recycled connection reopened (and its claim statements
+            # prepared) now: a new connection and its first statements cost
+            # milliseconds on a server database, which the tasks that wake
+            # the worker would otherwise wait for.
+            if self._guarded(self._before_waiting) != 0:
+                return  # schedules queued tasks (claim them at once), or an outage
+            logger.debug("waiting for tasks")
+            wait_for = self.sleep
+            if self._schedule_due_in is not None:  # wake up for the next schedule
+                wait_for = min(wait_for, max(self._schedule_due_in, SCHEDULE_CHECK_INTERVAL))
+                self._next_schedule_check = 0.0
+            if self._task_due_in is not None:  # and for the next waiting task
+                wait_for = min(wait_for, max(self._task_due_in, MIN_DUE_WAIT))
+                self._task_due_in = None
+            self.strategy.wait(wait_for, self.stopping)
+            self._woken = True
+
+    def _before_waiting(self) -> int:
+        """Housekeeping and a ready connection; 1 if schedules queued tasks."""
+        if self.housekeeping(self.clock()):
+            return 1
+        self.strategy.warm()
+        return 0
+
+    def _reap(self, done: set[Future[Any]]) -> None:
+        for future in done:
+            task = self._running.pop(future)
+            self.processed += 1
+            error = future.exception()
+            if error is not None:
+                logger.error("Task %s: worker error", task.task_id, exc_info=error)
+            else:
+                self._record_duration(future.result().duration)
+
+    def _release(self, batch: Sequence[Task]) -> None:
+        for task in batch:
+            try:
+                if self.executor.release(task):
+                    logger.info("Task %s put back in the queue unstarted.", task.task_id)
+            except TRANSIENT_DB_ERRORS as exc:
+                logger.error(
+                    "Could not put task %s back (%s); its claim will expire.", task.task_id, exc
+                )
+
+    def _shutdown(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.strategy.close()
+        if self._pool is None:
+            return
+        if self._running:
+            # Tasks the pool has not started yet go straight back to the queue.
+            for future, task in list(self._running.items()):
+                if future.cancel():
+                    del self._running[future]
+                    self._release([task])
+            deadline = time.monotonic() + self.shutdown_timeout
+            while self._running and not self.force_stop and time.monotonic() < deadline:
+                done, _ = wait(list(self._running), timeout=0.2)
+                self._reap(done)
+        self.executor.flush()  # the successes of the tasks that finished meanwhile
+        if self._running:
+            for task in self._running.values():
+                logger.warning(
+                    "Task %s still running at shutdown; recording it as interrupted.", task.task_id
+                )
+                self.executor.persist(
+                    lambda t=task: self.executor.record_failure(  # type: ignore[misc]
+                        t, WorkerStopped("The worker stopped before the task finished.")
+                    )
+                )
+            logging.shutdown()
+            os._exit(0)  # the pool's threads cannot be joined; their claims are settled
+        self._pool.shutdown(wait=True)
+        self._close_thread_connections()
+
+    # -- maintenance ---------------------------------------------------------
+
+    def maintenance(self, now: datetime) -> None:
+        """Put back claims of unregistered processes (1.2.8 workers, say) held
+        longer than MAX_RUN_TIME, and fail tasks no worker knows.
+
+        Tasks of registered workers that stopped heartbeating are recovered
+        by the heartbeat thread, which can tell whether its own heartbeats
+        flow (see :mod:`background_task.runtime.liveness`).
+        """
+        tasks = Task.objects.using(self.using)
+        recover_orphans(self.executor, now, None)
+        scheduler.prune_fires(now, self.using)
+        prune_expired(now, self.using)
+        if not self.registry.names():
+            return  # a worker that knows no task cannot judge which names are unknown
+        stale = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
+        unknown = (
+            tasks.filter(status=status.WAITING, run_at__lt=stale, backend=None)
+            .exclude(task_name__in=self.registry.names())
+            .in_queues(self.queues)[:MAINTENANCE_BATCH]
+        )
+        for task in unknown:
+            claimed = task.lock(self.worker_id)
+            if claimed is None:
+                continue
+            error = TaskNotRegistered(
+                f"No worker ran task {claimed.task_name!r} within MAX_RUN_TIME of its due time; "
+                f"worker {self.worker_id} does not have it registered."
+            )
+            self.executor.persist(lambda t=claimed, e=error: self.executor.fail_permanently(t, e))  # type: ignore[misc]

@@ -1,0 +1,29 @@
+"""Choose the claim strategy for a database connection.
+
+This package is the only place that looks at the database vendor.
+"""
+
+from __future__ import annotations
+
+from django.db import connections
+
+from background_task.store.claim.base import ClaimRequest, ClaimStrategy
+from background_task.store.claim.generic import GenericClaimStrategy
+from background_task.store.claim.mysql import MySQLClaimStrategy
+from background_task.store.claim.postgresql import PostgreSQLClaimStrategy
+from background_task.store.claim.sqlite import SQLiteClaimStrategy
+
+__all__ = ["ClaimRequest", "ClaimStrategy", "get_strategy"]
+
+
+def get_strategy(using: str = "default") -> ClaimStrategy:
+    """Return the strategy for the connection ``using``."""
+    connection = connections[using]
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    if connection.vendor == "postgresql":
+        return PostgreSQLClaimStrategy(connection)
+    if connection.vendor == "mysql" and skip_locked:
+        return MySQLClaimStrategy(connection)
+    if connection.vendor == "sqlite" and SQLiteClaimStrategy.available():
+        return SQLiteClaimStrategy(connection)
+    return GenericClaimStrategy(connection)

@@ -1,0 +1,86 @@
+"""Removing finished tasks from the history: expired results, and old rows on request.
+
+Deletes go by primary key in small batches, so no statement holds locks on
+a large part of the table and a worker never pauses for long.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from background_task.core import status
+from background_task.store.models import CompletedTask, CompletedTaskQuerySet
+
+PRUNE_BATCH = 500  # rows per DELETE
+WORKER_PRUNE_BATCHES = 10  # batches a worker deletes per maintenance pass, at most
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90"``, ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"`` or ``"2w"`` as a timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration; use seconds or a number with s, m, h, d or w "
+            f"(for example 7d)."
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def expired(now: datetime, using: str = "default") -> CompletedTaskQuerySet:
+    """History rows whose ``ttl`` (or BACKGROUND_TASK_RESULT_TTL) has run out."""
+    return CompletedTask.objects.using(using).filter(expires_at__lte=now)
+
+
+def history(
+    now: datetime,
+    *,
+    older_than: timedelta | None = None,
+    statuses: Sequence[str] = (),
+    using: str = "default",
+) -> CompletedTaskQuerySet:
+    """History rows finished more than ``older_than`` ago, of the given statuses."""
+    rows = CompletedTask.objects.using(using).all()
+    if older_than is not None:
+        rows = rows.filter(run_at__lt=now - older_than)  # run_at: when it finished (1.2.8)
+    if statuses:
+        unknown = set(statuses) - set(status.FINISHED)
+        if unknown:
+            raise ValueError(
+                f"Unknown status(es) {', '.join(sorted(unknown))}; finished tasks are "
+                f"{', '.join(status.FINISHED)}."
+            )
+        rows = rows.filter(status__in=list(statuses))
+    return rows
+
+
+def delete_in_batches(
+    rows: CompletedTaskQuerySet,
+    *,
+    batch: int = PRUNE_BATCH,
+    max_batches: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete ``rows`` ``batch`` at a time; return how many were deleted."""
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        count, _ = CompletedTask.objects.using(rows.db).filter(pk__in=ids).delete()
+        deleted += count
+        batches += 1
+        if progress is not None:
+            progress(deleted)
+        if len(ids) < batch:
+            break
+    return deleted
+
+
+def prune_expired(now: datetime, using: str = "default") -> int:
+    """A worker's share of pruning: a few batches of expired rows."""
+    return delete_in_batches(expired(now, using), max_batches=WORKER_PRUNE_BATCHES)
