@@ -102,7 +102,7 @@ def cron_task(*args: Any, **kwargs: Any) -> Any:
 
 def call(*args: Any, **kwargs: Any) -> Any:
     """Capture one call's arguments for ``task.bulk(...)``."""
-    from background_task.api.rows import call as make_call
+    from background_task.api.enqueue import call as make_call
 
     return make_call(*args, **kwargs)
 

@@ -1,15 +1,16 @@
-"""The Django app configuration."""
+"""The Django app configuration: where the layers are plugged together."""
 
 from __future__ import annotations
 
+import django
 from django.apps import AppConfig
 from django.core import checks
 
 
 class BackgroundTasksAppConfig(AppConfig):
-    """Registers the system checks and, in a web server process with
-    ``BACKGROUND_TASK_AUTOSTART``, starts the embedded worker; does no
-    database work at startup."""
+    """Registers the system checks and the layers' hooks and, in a web server
+    process with ``BACKGROUND_TASK_AUTOSTART``, starts the embedded worker;
+    does no database work at startup."""
 
     name = "background_task"
     verbose_name = "Background Tasks"
@@ -18,8 +19,16 @@ class BackgroundTasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: this module is loaded before the
+        # models are. Each provider registers what it offers to the layers
+        # below it (see background_task.core.hooks).
+        import background_task.api.registry
+        import background_task.core.signals
+        import background_task.runtime.inprocess
+
+        if django.VERSION >= (6, 0):
+            import background_task.contrib.django_tasks  # noqa: F401 (how its rows are run)
         from background_task.checks import check_settings
-        from background_task.core import signals  # noqa: F401
 
         checks.register(check_settings, "background_task")
         # In a web server process only, and only with BACKGROUND_TASK_AUTOSTART.

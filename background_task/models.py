@@ -1,4 +1,7 @@
-"""The 1.2.8 import path of the models; they live in :mod:`background_task.store.models`."""
+"""The app's models module, and 1.2.8's import path of ``Task`` and ``CompletedTask``.
+
+The models live in :mod:`background_task.store.models`.
+"""
 
 from background_task.store.models import (
     QUEUE_MAX_LENGTH,
@@ -16,13 +19,8 @@ from background_task.store.models import (
     TaskQuerySet,
     WorkerProcess,
     WorkerProcessQuerySet,
-    bare_task,
-    creator_fields,
     find_task,
-    init_receivers,
     new_task_id,
-    new_task_ids,
-    tasks_from_db,
 )
 
 __all__ = [
@@ -41,11 +39,6 @@ __all__ = [
     "TaskQuerySet",
     "WorkerProcess",
     "WorkerProcessQuerySet",
-    "bare_task",
-    "creator_fields",
     "find_task",
-    "init_receivers",
     "new_task_id",
-    "new_task_ids",
-    "tasks_from_db",
 ]

@@ -20,15 +20,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from background_task.checks import check_settings
+from background_task.core.autostart_options import AutostartOptions, parse_options
 from background_task.core.conf import app_settings
 from background_task.models import CompletedTask, WorkerProcess
 from background_task.runtime import autostart
-from background_task.runtime.autostart import (
-    AutostartOptions,
-    lock_path,
-    parse_options,
-    serving_process,
-)
+from background_task.runtime.autostart import lock_path, serving_process
 from tests.chaos import dead
 from tests.conftest import ROOT, subprocess_env, wait_until
 from tests.scratch_servers import free_port

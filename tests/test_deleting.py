@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db.models.signals import post_delete, post_init
 
-from background_task.models import Task, tasks_from_db
+from background_task.models import Task
 from background_task.store.deleting import MAX_IDS, delete_claimed
+from background_task.store.models import tasks_from_db
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ import pytest
 from django.db.models.signals import post_init, post_save
 from django.forms.models import model_to_dict
 
-from background_task.api.rows import build_task
 from background_task.models import Task
 from background_task.store.inserting import insert_one
+from background_task.store.models import build_task
 from tests.testapp import tasks as fixtures
 
 pytestmark = pytest.mark.django_db
@@ -81,17 +81,17 @@ def test_receivers_of_model_signals_still_see_the_rows() -> None:
 def test_rows_built_without_model_init_match_task_init() -> None:
     from django.utils import timezone
 
-    from background_task.api.rows import new_row
+    from background_task.store.rows import new_row
 
     values = {"task_name": "a.b", "task_params": "[[], {}]", "priority": 2,
               "run_at": timezone.now(), "queue": "q"}  # fmt: skip
-    fast, slow = new_row(values), Task(**values)
+    fast, slow = new_row(Task, values), Task(**values)
     for field in Task._meta.concrete_fields:
         if field.name != "task_id":
             assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
-    assert fast.task_id and fast.task_id != new_row(values).task_id
+    assert fast.task_id and fast.task_id != new_row(Task, values).task_id
     assert fast._state.adding and fast._state.db is None
-    assert fast.errors is not new_row(values).errors  # mutable defaults are not shared
+    assert fast.errors is not new_row(Task, values).errors  # mutable defaults are not shared
 
 
 def test_postgresql_runs_on_the_driver_asked_for() -> None:

@@ -132,7 +132,7 @@ def test_new_task_validates_like_a_call():
 def test_task_ids_are_uuid4_strings():
     import uuid
 
-    from background_task.models import new_task_id, new_task_ids
+    from background_task.store.ids import new_task_id, new_task_ids
 
     assert [len(list(new_task_ids(n))) for n in (0, 1, 1024, 1025)] == [0, 1, 1024, 1025]
     ids = [new_task_id() for _ in range(1000)] + list(new_task_ids(2100))

@@ -8,20 +8,10 @@ worker that claims, finishes or recovers the same task at the same moment.
 from __future__ import annotations
 
 import contextvars
-import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from django.db import transaction
-from django.utils import timezone
-
-from background_task.core import status
-
-if TYPE_CHECKING:
-    from background_task.store.models import BaseTask, CompletedTask, Task
-
-logger = logging.getLogger("background_task.control")
+from background_task.store.models import BaseTask, CompletedTask, Task, find_task
 
 CANCEL_CHECK_INTERVAL = 0.2  # seconds a running task's cancel_requested answer is reused
 
@@ -32,13 +22,11 @@ def get_result(task_id: str, using: str | None = None) -> Task | CompletedTask:
 
     Raises :class:`~background_task.core.exceptions.TaskNotFound` if there is none.
     """
-    from background_task.store.models import find_task
-
     return find_task(task_id, using=using)
 
 
 def cancel(task: BaseTask, force: bool = False) -> bool:
-    """Cancel a task.
+    """Cancel a task (see :meth:`BaseTask.cancel <background_task.models.BaseTask.cancel>`).
 
     - waiting: it moves to the history as ``cancelled`` and never runs; True;
     - running: it is asked to stop (``current_task().cancel_requested``
@@ -46,42 +34,7 @@ def cancel(task: BaseTask, force: bool = False) -> bool:
       it kills that process and records the run as cancelled; True;
     - finished: nothing changes; False, and the log says so.
     """
-    from background_task.store.models import CompletedTask, Task
-
-    using = task._state.db
-    rows = Task.objects.using(using)
-    row = rows.filter(task_id=task.task_id).first()
-    if row is not None and row.status == status.WAITING:
-        now = timezone.now()
-        cancelled = row.completed_task(now, status=status.CANCELLED, expires_at=row.expiry(now))
-        with transaction.atomic(using=using):
-            # Only while nobody holds it: a claim in between makes it a running task.
-            deleted, _ = rows.filter(pk=row.pk, status=status.WAITING, claim_token=None).delete()
-            if deleted:
-                cancelled.save(using=using, force_insert=True)
-        if deleted:
-            logger.info("Task %s (%s) cancelled before it ran.", row.task_id, row.task_name)
-            task.status = status.CANCELLED
-            return True
-        row = rows.filter(task_id=task.task_id).first()
-    if (
-        row is not None
-        and row.status == status.RUNNING
-        and rows.filter(pk=row.pk, status=status.RUNNING).update(
-            cancel_requested=True, cancel_force=force
-        )
-    ):
-        logger.info(
-            "Task %s (%s): cancellation requested%s.",
-            row.task_id,
-            row.task_name,
-            " (the process running it will be killed)" if force else "",
-        )
-        return True
-    finished = CompletedTask.objects.using(using).filter(task_id=task.task_id).first()
-    state = finished.status if finished is not None else "gone"
-    logger.info("Task %s is already %s; nothing to cancel.", task.task_id, state)
-    return False
+    return task.cancel(force=force)
 
 
 def retry(task: BaseTask) -> Task:
@@ -89,15 +42,7 @@ def retry(task: BaseTask) -> Task:
 
     Raises ValueError for a task that is still pending or succeeded.
     """
-    from background_task.store.models import CompletedTask
-
-    finished = CompletedTask.objects.using(task._state.db).filter(task_id=task.task_id).first()
-    if finished is None or finished.status not in (status.ERROR, status.CANCELLED):
-        state = finished.status if finished is not None else "not finished"
-        raise ValueError(
-            f"Only failed or cancelled tasks can be retried; task {task.task_id} is {state}."
-        )
-    return finished.requeue()
+    return task.retry()
 
 
 @dataclass
@@ -127,8 +72,6 @@ class CurrentTask:
             return True
         now = time.monotonic()
         if now - self._checked_at >= CANCEL_CHECK_INTERVAL:
-            from background_task.store.models import Task
-
             self._checked_at = now
             self._requested = (
                 Task.objects.using(self.using)

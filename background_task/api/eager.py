@@ -14,6 +14,7 @@ import contextvars
 from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
 
+from background_task.api import inprocess
 from background_task.core.conf import app_settings, is_set
 
 if TYPE_CHECKING:
@@ -56,15 +57,4 @@ def eager() -> bool:
 
 def run_in_process(task: Task) -> Task:
     """Run a just-queued task here, as a worker would; return it refreshed."""
-    from background_task.api.registry import tasks
-    from background_task.runtime.worker import Worker
-    from background_task.store.models import Task as TaskModel
-
-    using = task._state.db or "default"
-    worker = Worker(registry=tasks, using=using)
-    row = task if task.pk is not None else TaskModel.objects.using(using).get(task_id=task.task_id)
-    claimed = row.lock(worker.worker_id)
-    if claimed is not None:
-        worker.executor.execute(claimed)
-    task.refresh()
-    return task
+    return inprocess.runner.get().run_stored(task)

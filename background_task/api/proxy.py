@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from background_task.api.eager import eager, run_in_process
+from background_task.api.runner import DBTaskRunner
+from background_task.core.options import pick_ttl, ttl_seconds, validate_options
 from background_task.core.schedules import TaskSchedule
+from background_task.core.signals import listened, task_created
 
 if TYPE_CHECKING:
     from background_task.store.models import Task
@@ -26,75 +29,6 @@ CONTROL_KWARGS = (
     "ttl",
     "save_results",
 )
-
-TASK_NAME_MAX_LENGTH = 190  # characters; mirrors the models, which cannot be imported here
-QUEUE_MAX_LENGTH = 190
-VERBOSE_NAME_MAX_LENGTH = 255
-
-
-def _check_length(label: str, value: Any, limit: int) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"{label} must be a string, not {type(value).__name__} {value!r}.")
-    if len(value) > limit:
-        raise ValueError(
-            f"{label} {value[:40]!r}... is {len(value)} characters long; the limit is {limit}."
-        )
-
-
-def validate_options(
-    *,
-    name: str | None = None,
-    queue: str | None = None,
-    max_attempts: int | None = None,
-    timeout: float | None = None,
-    verbose_name: str | None = None,
-    on_worker_lost: str | None = None,
-    ttl: Any = None,
-) -> None:
-    """Raise TypeError or ValueError for a task option the database cannot hold."""
-    _check_length("Task name", name, TASK_NAME_MAX_LENGTH)
-    _check_length("Queue name", queue, QUEUE_MAX_LENGTH)
-    _check_length("verbose_name", verbose_name, VERBOSE_NAME_MAX_LENGTH)
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-    ):
-        raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}.")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
-    if ttl is not None and ttl_seconds(ttl) is None:
-        raise ValueError(f"ttl must be a number of seconds >= 0 or a timedelta, not {ttl!r}.")
-    if on_worker_lost is not None and on_worker_lost not in ("retry", "fail"):
-        raise ValueError(
-            f"on_worker_lost must be 'retry' (run it again) or 'fail' (never run it twice), "
-            f"not {on_worker_lost!r}."
-        )
-
-
-def ttl_seconds(value: Any) -> int | None:
-    """Whole seconds of a ``ttl`` (a number >= 0 or a timedelta); None if invalid."""
-    from datetime import timedelta
-
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
-
-
-def pick_ttl(ttl: Any, save_results: Any) -> Any:
-    """``ttl`` (autotask) or ``save_results`` (rpqueue): one name for one option."""
-    if ttl is not None and save_results is not None:
-        raise TypeError("Give ttl or save_results (the same option), not both.")
-    return ttl if ttl is not None else save_results
 
 
 class TaskProxy:
@@ -129,8 +63,6 @@ class TaskProxy:
         #: Seconds a finished run's row (and result) is kept; None: the setting.
         self.ttl = None if ttl is None else ttl_seconds(ttl)
         if runner is None:
-            from background_task.api.runner import DBTaskRunner
-
             runner = DBTaskRunner()
         self.runner = runner
         self.__doc__ = task_function.__doc__
@@ -199,9 +131,8 @@ class TaskProxy:
         row, over the decorator's defaults. Nothing is stored if any item is
         invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
         """
-        from background_task.api.rows import bulk_schedule
-        from background_task.api.runner import DBTaskRunner
-        from background_task.core.signals import listened, task_created
+        # Imported at the first call, once the apps are loaded (it needs the models).
+        from background_task.api.enqueue import bulk_schedule
 
         merged = TaskSchedule.create(schedule).merge(self.schedule)
         if merged.action != TaskSchedule.SCHEDULE:
@@ -225,8 +156,6 @@ class TaskProxy:
         if listened(task_created, DBTaskRunner):
             for row in rows:
                 task_created.send(sender=DBTaskRunner, task=row)
-        from background_task.api.eager import eager, run_in_process
-
         if eager():
             for row in rows:
                 run_in_process(row)

@@ -21,10 +21,13 @@ from background_task.api.periodic import (
     crontab_of,
     define,
 )
-from background_task.api.proxy import TaskProxy, pick_ttl, validate_options
+from background_task.api.proxy import TaskProxy
+from background_task.api.runner import run_next_task, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
+from background_task.core.options import pick_ttl, validate_options
 from background_task.core.recurrence import RecurrenceError
 from background_task.core.schedules import TaskSchedule
+from background_task.store.hooks import enqueue_by_name
 
 if TYPE_CHECKING:
     from background_task.store.models import Task
@@ -297,18 +300,16 @@ class Tasks:
 
     def run_task(self, task_name: Task | str, args: Any = None, kwargs: Any = None) -> None:
         """Run one task in this process (1.2.8 API): a Task row, or a name and arguments."""
-        from background_task.api.runner import run_task
-
         run_task(self, task_name, args, kwargs)
 
     def run_next_task(self, queue: str | None = None) -> bool:
         """Claim and run the next due task; True if one ran (1.2.8 API)."""
-        from background_task.api.runner import run_next_task
-
         return run_next_task(self, queue)
 
 
 tasks = Tasks()
+# ``Task.objects.enqueue(name, ...)`` queues through this registry.
+enqueue_by_name.register(tasks.enqueue)
 
 
 def autodiscover() -> None:
@@ -321,7 +322,6 @@ def autodiscover() -> None:
     """
     from django.apps import apps
 
-    import_module("background_task.contrib.http")  # the tasks that ship with the package
     for app_config in apps.get_app_configs():
         if not module_has_submodule(app_config.module, "tasks"):
             continue

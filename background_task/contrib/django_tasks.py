@@ -47,6 +47,11 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from background_task.core import status
+from background_task.core.conf import app_settings
+from background_task.core.exceptions import InvalidTaskError, ResultNotSerializable, TaskNotFound
+from background_task.core.options import validate_options
+from background_task.runtime import invocation
+from background_task.runtime.invocation import Invocation
 
 if TYPE_CHECKING:
     from background_task.store.models import BaseTask, Task
@@ -134,8 +139,6 @@ class DatabaseBackend(BaseTaskBackend):
             )
         if len(task.queue_name) > QUEUE_MAX_LENGTH:
             raise InvalidTask(f"Queue name is longer than {QUEUE_MAX_LENGTH} characters.")
-        from background_task.api.proxy import validate_options
-
         try:
             validate_options(
                 max_attempts=getattr(task, "max_attempts", None),
@@ -150,8 +153,6 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _problems(self) -> Iterator[checks.CheckMessage]:
         from django.apps import apps
-
-        from background_task.core.conf import app_settings
 
         if not apps.is_installed("background_task"):
             yield checks.Error(
@@ -185,7 +186,7 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue(
         self, task: DjangoTask[_P, _R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[_P, _R]:
-        from background_task.api.rows import build_task
+        from background_task.store.models import build_task
 
         self.validate_task(task)
         normalized: Any = normalize_json({"args": list(args), "kwargs": dict(kwargs)})
@@ -219,7 +220,6 @@ class DatabaseBackend(BaseTaskBackend):
         return result
 
     def get_result(self, result_id: str) -> AnyResult:
-        from background_task.core.exceptions import TaskNotFound
         from background_task.store.models import find_task
 
         try:
@@ -316,14 +316,19 @@ def serving(aliases: Sequence[str] | None = None) -> list[str]:
     return list(aliases)
 
 
-class Run:
+class Run(Invocation):
     """One attempt of a django.tasks row: builds its TaskResult and sends the
     signals in the order Django's own backends use. A receiver that raises is
-    logged and never changes the stored outcome."""
+    logged and never changes the stored outcome.
+
+    The executor finds it through :func:`run_of`, registered with
+    :mod:`background_task.runtime.invocation`."""
+
+    # Django's results hold JSON data only, and each outcome signals at once.
+    strict_result = True
+    deferrable = False
 
     def __init__(self, row: Task, worker_id: str) -> None:
-        from background_task.core.exceptions import InvalidTaskError
-
         self.row = row
         try:
             self.backend = backend_for(row)
@@ -338,7 +343,7 @@ class Run:
         object.__setattr__(self.result, "started_at", row.started_at or running)
         object.__setattr__(self.result, "worker_ids", [*(row.worker_ids or []), worker_id])
 
-    def call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    def call(self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         _send(task_started, type(self.backend), self.result)
         if self.task.takes_context:
             return self.task.call(TaskContext(task_result=self.result), *args, **kwargs)
@@ -349,8 +354,6 @@ class Run:
         try:
             return normalize_json(value)
         except TypeError as exc:
-            from background_task.core.exceptions import ResultNotSerializable
-
             raise ResultNotSerializable(
                 f"{self.row.task_name} returned a {type(value).__name__}, which JSON cannot "
                 f"store ({exc})."
@@ -378,6 +381,12 @@ class Run:
         object.__setattr__(self.result, "status", TaskResultStatus.FAILED)
         object.__setattr__(self.result, "finished_at", timezone.now())
         _send(task_finished, type(self.backend), self.result)
+
+
+@invocation.register
+def run_of(row: Task, worker_id: str) -> Run | None:
+    """The invocation of a django.tasks row (one with a ``backend``); None for others."""
+    return Run(row, worker_id) if row.backend else None
 
 
 def _send(signal: Any, sender: type, result: AnyResult) -> None:

@@ -17,14 +17,13 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-if TYPE_CHECKING:
-    from background_task.runtime.autostart import AutostartOptions
+from background_task.core.autostart_options import AutostartOptions, parse_options
 
 _MISSING = object()
 #: Valid setting values read so far, by the names of their SettingSpec.
@@ -121,8 +120,6 @@ def _schedule_setting(value: Any) -> bool:
 
 
 def _autostart_problem(value: Any) -> str:
-    from background_task.runtime.autostart import parse_options
-
     try:
         parse_options(value)
     except ValueError as exc:
@@ -446,8 +443,6 @@ class AppSettings:
     @property
     def AUTOSTART(self) -> AutostartOptions | None:
         """The embedded worker web servers start, or None (default: none)."""
-        from background_task.runtime.autostart import parse_options
-
         return parse_options(SPECS["AUTOSTART"].value())
 
     # The 1.2.8 spellings of the same values.

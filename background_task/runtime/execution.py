@@ -7,7 +7,6 @@ expired and was taken over changes nothing and logs that it lost the claim.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import threading
@@ -36,6 +35,7 @@ from background_task.core.exceptions import (
     TaskCancelled,
 )
 from background_task.core.retry import DEFAULT_POLICY, RetryPolicy
+from background_task.runtime.invocation import Invocation, Invocations
 from background_task.runtime.slots import TaskSlots
 from background_task.store.deleting import delete_claimed
 from background_task.store.inserting import insert_history
@@ -132,7 +132,8 @@ class TaskExecutor:
         self.clock = clock
         self.retry_policy = retry_policy
         self.should_stop = should_stop
-        self._signatures: dict[Callable[..., Any], inspect.Signature | None] = {}
+        #: How each row's code is called (see :mod:`background_task.runtime.invocation`).
+        self.invocations = Invocations(registry, worker_id)
         #: True while user code runs, so a forced stop may interrupt it.
         self.in_task_code = False
         #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
@@ -147,30 +148,6 @@ class TaskExecutor:
             return task.params()
         except ValueError as exc:
             raise BadTaskRow(f"Task {task.task_id} has unreadable arguments: {exc}") from exc
-
-    def check_arguments(
-        self, task: Task, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-    ) -> None:
-        """Raise BadTaskRow if the stored arguments do not fit ``function``'s signature.
-
-        Run when a call raised TypeError, to tell arguments that never fitted
-        (the task's row is bad: no retry) from a TypeError of the task's own
-        code. Python binds a call's arguments before running any of its body,
-        so checking only then costs nothing on the way to a success.
-        """
-        if function not in self._signatures:
-            try:
-                self._signatures[function] = inspect.signature(function)
-            except (TypeError, ValueError):
-                self._signatures[function] = None
-        signature = self._signatures[function]
-        if signature is not None:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise BadTaskRow(
-                    f"Stored arguments do not fit {task.task_name}{signature}: {exc}"
-                ) from exc
 
     def can_defer_successes(self) -> bool:
         """Successes may be recorded in batches only while no receiver could
@@ -192,51 +169,40 @@ class TaskExecutor:
         logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)
         legacy_logger.info("Running %s", task)
         send_robust(signals.task_started, Task)
-        run: Any = None  # a django.tasks attempt (background_task.contrib.django_tasks.Run)
+        invocation: Invocation | None = None
         try:
-            if task.backend:
-                from background_task.contrib.django_tasks import Run
-
-                run = Run(task, self.worker_id)
-            else:
-                function = self.registry.get(task.task_name).task_function
+            invocation = self.invocations.for_task(task)
             args, kwargs = self.call_arguments(task)
             if self.slots is not None:
                 self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
             self.in_task_code = True
             current = set_current(CurrentTask(task, self.using))
             try:
-                if run is not None:
-                    value = run.call(args, kwargs)
-                else:
-                    try:
-                        value = function(*args, **kwargs)
-                    except TypeError:
-                        self.check_arguments(task, function, args, kwargs)
-                        raise
+                value = invocation.call(task, args, kwargs)
             finally:
                 reset_current(current)
                 self.in_task_code = False
                 if self.slots is not None:
                     self.slots.lift_deadline()
-            if run is not None:
-                value = run.normalize(value)
-            encoded = encode_result(value, task, strict=self.wants_result(task) or bool(run))
-            if defer_success and run is None and self.can_defer_successes():
+            value = invocation.normalize(value)
+            encoded = encode_result(
+                value, task, strict=self.wants_result(task) or invocation.strict_result
+            )
+            if defer_success and invocation.deferrable and self.can_defer_successes():
                 with self._pending_lock:
                     self.pending.append((task, encoded, self.clock()))
                 result = "done"
             else:
                 result = self.persist(partial(self.record_success, task, encoded))
-                if run is not None and result == "done":
-                    run.succeeded(value)
+                if result == "done":
+                    invocation.succeeded(value)
         except WorkerStopped as stopped:
             self.persist(partial(self.record_failure, task, stopped))
             raise
         except BaseException as exc:  # a task's failure never ends the worker
             result = self.persist(partial(self.record_failure, task, exc))
-            if run is not None and result != "lost":
-                run.failed(exc, final=result in ("failed", "cancelled"))
+            if invocation is not None and result != "lost":
+                invocation.failed(exc, final=result in ("failed", "cancelled"))
         finally:
             if self.slots is not None:
                 self.slots.end()

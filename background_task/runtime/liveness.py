@@ -38,8 +38,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import DatabaseError, connections
+from django.db.models import Exists, OuterRef
 from django.db.models.functions import Now
 
+from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.core.exceptions import ClaimLost, WorkerLost
 from background_task.core.version import __version__
@@ -144,7 +146,9 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
             continue  # settled by someone else in the meantime
         recovered += 1
     if lost_after is not None:
-        lost = WorkerProcess.objects.using(using).lost(lost_after).without_tasks()
+        # Lost workers that hold no running task any more.
+        held = Task.objects.filter(status=status.RUNNING, locked_by=OuterRef("worker_id"))
+        lost = WorkerProcess.objects.using(using).lost(lost_after).filter(~Exists(held))
         lost.exclude(worker_id__in=alive).delete()
     return recovered
 

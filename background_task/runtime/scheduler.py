@@ -21,11 +21,10 @@ from django.db.models import Min
 
 from background_task.api.periodic import ScheduleDefinition, from_setting, make_recurrence
 from background_task.api.registry import Tasks
-from background_task.api.rows import build_task
 from background_task.core.conf import app_settings
 from background_task.core.recurrence import Recurrence
 from background_task.core.serialization import loads_params
-from background_task.store.models import Schedule, ScheduleFire, Task
+from background_task.store.models import Schedule, ScheduleFire, Task, build_task
 
 logger = logging.getLogger("background_task.scheduler")
 

@@ -41,7 +41,7 @@ from background_task.core.exceptions import ClaimLost, TaskTimeout, WorkerLost
 from background_task.runtime.execution import TaskExecutor
 from background_task.runtime.liveness import Liveness, make_worker_id
 from background_task.runtime.slots import RunningTask, TaskSlots
-from background_task.runtime.worker import STOP_SIGNALS
+from background_task.runtime.stopping import STOP_SIGNALS
 from background_task.store.models import Task, WorkerProcess
 
 logger = logging.getLogger("background_task.supervisor")

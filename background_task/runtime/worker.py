@@ -9,7 +9,6 @@ that have not started go straight back to the queue, running tasks get
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -39,6 +37,7 @@ from background_task.runtime.execution import (
 )
 from background_task.runtime.liveness import Liveness, make_worker_id, recover_orphans
 from background_task.runtime.slots import TaskSlots
+from background_task.runtime.stopping import SignalStops
 from background_task.store import metrics
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.models import Task
@@ -46,7 +45,6 @@ from background_task.store.pruning import prune_expired
 
 logger = logging.getLogger("background_task.worker")
 
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}  # ask a worker to finish and exit
 SCHEDULE_CHECK_INTERVAL = 1.0  # seconds between looks for due schedules
 MAINTENANCE_INTERVAL = 30.0  # seconds between sweeps for expired claims and unknown names
 MAINTENANCE_BATCH = 100  # rows handled per sweep
@@ -59,9 +57,6 @@ FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
-# Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
-# reaches a worker directly and again as forwarded by its supervisor.
-SAME_SIGNAL_WINDOW = 0.1
 
 _connection_checks = threading.local()
 
@@ -81,7 +76,7 @@ def recycle_connections() -> None:
         _connection_checks.at = now
 
 
-class Worker:
+class Worker(SignalStops):
     """Runs due tasks until stopped, or as the run-length options say."""
 
     def __init__(
@@ -151,89 +146,9 @@ class Worker:
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
-        self._first_signal_at = float("-inf")  # monotonic seconds
-        self._signalled = False  # a stop signal arrived (read before ``stopping`` is set)
-        self._stop_pipe: tuple[int, int] | None = None  # signal handler -> relay thread
-
-    # -- signals -----------------------------------------------------------
-
-    def install_signal_handlers(self) -> None:
-        self._stop_pipe = os.pipe()
-        threading.Thread(
-            target=self._relay_stop_requests, name="bgtask-signals", daemon=True
-        ).start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
-        signal.signal(signal.SIGALRM, self._on_grace_expired)
-        # A supervisor forks its workers with these signals blocked, so that a
-        # stop signal sent during the fork waits for this handler.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        now = time.monotonic()
-        if self._signalled:
-            if now - self._first_signal_at < SAME_SIGNAL_WINDOW:
-                return  # Ctrl-C reached us both from the terminal and via the supervisor
-            logger.warning("Second signal %s: stopping now.", signal.Signals(signum).name)
-            self._stop_now()
-            return
-        self._first_signal_at = now
-        logger.info(
-            "Signal %s: finishing running tasks (up to %ss), then stopping.",
-            signal.Signals(signum).name,
-            self.shutdown_timeout,
-        )
-        self._signalled = True
-        self._request_stop()
-        if self.executor.in_task_code and self.shutdown_timeout > 0:
-            signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout)
-        elif self.executor.in_task_code:
-            self._stop_now()
-
-    def _on_grace_expired(self, signum: int, frame: FrameType | None) -> None:
-        logger.warning("Shutdown grace period over: stopping the running task.")
-        self._stop_now()
-
-    def _request_stop(self) -> None:
-        """Set ``stopping`` on behalf of a signal handler, taking no lock.
-
-        ``Event.set()`` takes the event's lock, which the main thread may
-        hold at the very moment the signal arrives (inside
-        ``stopping.wait()``); taking it in the handler would deadlock. The
-        handler writes a byte to a pipe instead, and a helper thread sets it.
-        """
-        if self._stop_pipe is None:
-            self.stopping.set()
-            return
-        with contextlib.suppress(OSError):
-            os.write(self._stop_pipe[1], b"x")
-
-    def _relay_stop_requests(self) -> None:
-        assert self._stop_pipe is not None
-        read_end = self._stop_pipe[0]
-        try:
-            while os.read(read_end, 64):  # b"": the write end closed, the worker stopped
-                self.stopping.set()
-        except OSError:
-            pass
-        finally:
-            os.close(read_end)
-
-    def _close_stop_pipe(self) -> None:
-        if self._stop_pipe is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._stop_pipe[1])
-
-    def _stop_now(self) -> None:
-        self._signalled = True
-        self._request_stop()
-        self.force_stop = True
-        if self.executor.in_task_code and self._pool is None:
-            raise WorkerStopped("The worker was stopped while this task ran.")
-
-    def stop(self) -> None:
-        """Ask the loop to stop after the running tasks (thread-safe)."""
-        self.stopping.set()
+        self._first_signal_at = float("-inf")
+        self._signalled = False
+        self._stop_pipe = None
 
     # -- the loop ----------------------------------------------------------
 

@@ -31,7 +31,8 @@ from django.db import connections, models, transaction
 from django.db.models.signals import post_save, pre_save
 
 from background_task.core.signals import listened
-from background_task.store.models import Task, bare_task, init_receivers
+from background_task.store.models import Task
+from background_task.store.rows import bare_instance, init_receivers
 
 # Columns that differ from row to row in a bulk call.
 VARYING = ("task_params", "task_hash", "task_id")
@@ -471,7 +472,7 @@ def insert_many(
             ids.extend(
                 statement.write_many(cursor, base, source, min(per_batch, count - start), rows)
             )
-    fast = not init_receivers()
+    fast = not init_receivers(Task)
     tasks = [_copy(template, alias, *row, fast=fast) for row in rows]
     if ids:
         for task, pk in zip(tasks, ids, strict=True):
@@ -482,7 +483,7 @@ def insert_many(
 def _copy(template: Task, using: str, params: str, hash_: str, task_id: str, *, fast: bool) -> Task:
     """A saved-looking copy of ``template`` with its own arguments and ids."""
     if fast:
-        task = bare_task(template.__dict__)
+        task = bare_instance(Task, template.__dict__)
         for name in MUTABLE:  # each row gets its own lists
             task.__dict__[name] = list(template.__dict__[name])
     else:

@@ -1,0 +1,131 @@
+"""Queueing calls: what calling a task, ``task.bulk(...)`` or ``DBTaskRunner.schedule`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from background_task.core.schedules import TaskSchedule
+from background_task.core.serialization import params_dumper, task_hash
+from background_task.store.ids import new_task_ids
+from background_task.store.inserting import insert_many, insert_one
+from background_task.store.models import Task, build_task
+
+
+class Call(NamedTuple):
+    """One call's arguments, for :meth:`TaskProxy.bulk`; build it with :func:`call`."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def call(*args: Any, **kwargs: Any) -> Call:
+    """Capture the arguments of one call: ``task.bulk(call(1, to="a"), call(2, to="b"))``."""
+    return Call(args, kwargs)
+
+
+def schedule_task(
+    task_name: str,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    action: int = TaskSchedule.SCHEDULE,
+    queue: str | None = None,
+    verbose_name: str | None = None,
+    creator: models.Model | None = None,
+    repeat: Any = None,
+    repeat_until: datetime | None = None,
+    remove_existing_tasks: bool = False,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    on_worker_lost: str | None = None,
+    result_ttl: int | None = None,
+    using: str | None = None,
+) -> Task | None:
+    """Store a task row and return it, or None when ``action`` kept an existing one.
+
+    Inside ``transaction.atomic()`` the row is written in that transaction:
+    others see it only on commit, and a rollback removes it.
+    """
+    task = build_task(
+        task_name,
+        args,
+        kwargs,
+        now=timezone.now(),
+        run_at=run_at,
+        priority=priority,
+        queue=queue,
+        verbose_name=verbose_name,
+        creator=creator,
+        repeat=repeat,
+        repeat_until=repeat_until,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        on_worker_lost=on_worker_lost,
+        result_ttl=result_ttl,
+    )
+    if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
+        return insert_one(task, using)
+    with transaction.atomic(using=using):
+        same = Task.objects.using(using).waiting_copies(task.task_hash)
+        if remove_existing_tasks:
+            same.in_queues([queue]).delete()
+        if queue:
+            same = same.filter(queue=queue)
+        if action == TaskSchedule.RESCHEDULE_EXISTING:
+            if same.update(run_at=task.run_at, priority=task.priority):
+                return None
+        elif action == TaskSchedule.CHECK_EXISTING and same.exists():
+            return None
+        task.save(using=using, force_insert=True)
+    return task
+
+
+def split_call(index: int, item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    if isinstance(item, Call):
+        return item.args, item.kwargs
+    if isinstance(item, tuple | list):
+        return item, {}
+    raise TypeError(
+        f"bulk() item {index} must be a tuple of positional arguments or "
+        f"background_task.call(...), not {type(item).__name__} {item!r:.60}."
+    )
+
+
+def bulk_schedule(
+    task_name: str,
+    calls: Iterable[Any],
+    *,
+    batch_size: int = 1000,
+    using: str | None = None,
+    **options: Any,
+) -> list[Task]:
+    """Store many calls of one task with multi-row INSERTs; return the rows.
+
+    The calls are serialized as their rows are written, in one transaction:
+    a bad item raises TypeError (or ValueError) and nothing is stored.
+    ``options`` are those of :func:`build_task`.
+    """
+    now = timezone.now()
+    items = list(calls)
+    if not items:
+        return []
+    # The first call is built in full (validating the options); the others
+    # differ from it only in their arguments, their hash and their task id.
+    template = build_task(task_name, *split_call(0, items[0]), now=now, **options)
+    dumps = params_dumper()
+
+    def varying() -> Iterator[tuple[str, str, str]]:
+        yield template.task_params, template.task_hash, template.task_id
+        ids = new_task_ids(len(items) - 1)
+        for index in range(1, len(items)):
+            params = dumps(*split_call(index, items[index]), task_name)
+            yield params, task_hash(task_name, params), next(ids)
+
+    return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)

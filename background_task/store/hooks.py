@@ -1,0 +1,18 @@
+"""The storage layer's hooks (see :mod:`background_task.core.hooks`).
+
+Declared apart from the models so that the task API can fill them in
+without loading the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from background_task.core.hooks import Hook
+
+#: Queues a call of a task by its name, for ``Task.objects.enqueue(...)``;
+#: the registry (:mod:`background_task.api.registry`) provides it.
+enqueue_by_name: Hook[Callable[..., Any]] = Hook(
+    "Task.objects.enqueue()", "background_task.api.registry"
+)
