@@ -71,6 +71,7 @@ lint: venv
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/mypy background_task
+	$(BIN)/python tests/layers.py
 
 docs: venv
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
