@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
+from background_task.core.coroutines import is_async, run_to_completion
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
 from background_task.core.schedules import TaskSchedule
 from background_task.core.signals import listened, task_created
@@ -31,6 +33,16 @@ CONTROL_KWARGS = (
 )
 
 
+def _completing(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (async), called and run to completion."""
+
+    @functools.wraps(function)
+    def now(*args: Any, **kwargs: Any) -> Any:
+        return run_to_completion(function, *args, **kwargs)
+
+    return now
+
+
 class TaskProxy:
     """A registered task. Call it to queue a run; ``.now(...)`` runs it here and now."""
 
@@ -52,7 +64,10 @@ class TaskProxy:
         self.name = name
         self.task_function = task_function
         # 1.2.8 exposed the raw function as ``now``: calling it writes nothing.
-        self.now = task_function
+        # An ``async def`` function's ``now`` runs it to completion and returns
+        # its result (from sync code or inside a running loop), never a
+        # coroutine that a caller could forget to await.
+        self.now = _completing(task_function) if is_async(task_function) else task_function
         self.schedule = TaskSchedule.create(schedule)
         self.queue = queue
         self.remove_existing_tasks = remove_existing_tasks

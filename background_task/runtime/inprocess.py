@@ -14,6 +14,7 @@ from typing import Any
 from background_task.api import inprocess
 from background_task.api.registry import Tasks
 from background_task.api.registry import tasks as default_registry
+from background_task.core.coroutines import run_to_completion
 from background_task.runtime.worker import Worker
 from background_task.store.models import Task
 
@@ -49,7 +50,7 @@ class WorkerInProcess:
                 return
             worker.executor.execute(claimed)
             return
-        registry.get(task).task_function(*(args or ()), **(kwargs or {}))
+        run_to_completion(registry.get(task).task_function, *(args or ()), **(kwargs or {}))
 
 
 IN_PROCESS = inprocess.runner.register(WorkerInProcess())

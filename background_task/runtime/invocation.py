@@ -16,6 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from background_task.core.coroutines import resolve
 from background_task.core.exceptions import BadTaskRow
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class Invocation:
 
 
 class FunctionInvocation(Invocation):
-    """Calls a registered ``@background`` function."""
+    """Calls a registered ``@background`` function (an ``async def`` one runs
+    to completion on an event loop of its own, one at a time)."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
@@ -62,7 +64,9 @@ class FunctionInvocation(Invocation):
 
     def call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         try:
-            return self.function(*args, **kwargs)
+            # An ``async def`` task is run to completion here, on an event
+            # loop of its own, never left as an unawaited coroutine.
+            return resolve(self.function(*args, **kwargs))
         except TypeError:
             self.check_arguments(task, args, kwargs)
             raise

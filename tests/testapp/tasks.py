@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 from django.utils import timezone
 
-from background_task import background
+from background_task import background, current_task
 from background_task.exceptions import InvalidTaskError
 from tests.testapp.models import Execution
 
@@ -159,3 +160,30 @@ def short_lived(value: int) -> int:
 def describe(execution: Execution, when: object, amounts: object) -> list[object]:
     """Takes a model instance and richer values; returns what it got, as JSON."""
     return [execution.key, type(when).__name__, sorted(str(a) for a in amounts)]
+
+
+# -- async def tasks ---------------------------------------------------------------
+
+
+@background(ttl=60)
+async def async_record(key: str = "") -> str:
+    """Store one Execution row through Django's async ORM, after an await."""
+    await asyncio.sleep(0.01)
+    await Execution.objects.acreate(
+        task_name="async_record", key=key, worker_pid=os.getpid(), started_at=timezone.now()
+    )
+    return key
+
+
+@background
+async def async_sync_orm() -> int:
+    """Calls the sync ORM from async code: Django refuses."""
+    return Execution.objects.count()
+
+
+@background(ttl=60)
+async def async_current() -> list[object]:
+    """What a running async task knows about itself."""
+    current = current_task()
+    await asyncio.sleep(0)
+    return [current.task_id, current.attempt] if current is not None else []
