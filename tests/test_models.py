@@ -94,13 +94,25 @@ def test_create_completed_task_and_history_queries():
 
 def test_create_repetition_keeps_phase_from_scheduled_time():
     task = fixtures.noop(repeat=Task.HOURLY, schedule=-10)
-    # A retry moved run_at; the repetition still follows the original grid.
-    Task.objects.filter(pk=task.pk).update(run_at=timezone.now() + timedelta(minutes=7))
+    # A retry (one attempt counted) moved run_at; the repetition still
+    # follows the original grid.
+    Task.objects.filter(pk=task.pk).update(run_at=timezone.now() + timedelta(minutes=7), attempts=1)
     task.refresh_from_db()
     repetition = task.create_repetition()
     assert repetition.run_at == task.scheduled_at + timedelta(hours=1)
     assert repetition.task_id != task.task_id and repetition.repeat == Task.HOURLY
     assert fixtures.noop().create_repetition() is None
+
+
+def test_a_run_at_moved_before_the_first_attempt_sets_the_repetition_grid():
+    task = fixtures.noop(repeat=Task.HOURLY, schedule=-10)
+    # Moved by hand (the admin, a data migration) before any attempt: 1.2.8
+    # repeats from the new time, and so do we.
+    moved = timezone.now() - timedelta(days=1, minutes=20)
+    Task.objects.filter(pk=task.pk).update(run_at=moved)
+    task.refresh_from_db()
+    repetition = task.create_repetition()
+    assert repetition.run_at == moved + timedelta(hours=25)
 
 
 def test_locked_by_pid_running():

@@ -1,7 +1,7 @@
 """Running a stored task in this process: the task API's need, the runtime's job.
 
-Eager mode (:mod:`background_task.api.eager`) and 1.2.8's ``run_task`` /
-``run_next_task`` run tasks here, through the same executor a worker uses.
+Eager mode (:mod:`background_task.api.eager`) and 1.2.8's ``run_task``
+(which ``run_next_task`` ends in) run tasks here, through the same executor a worker uses.
 That executor lives in the runtime layer, above this one, so the runtime
 registers an :class:`InProcessRunner` (:mod:`background_task.runtime.inprocess`)
 and the task API calls it through :data:`runner`.
@@ -24,11 +24,9 @@ class InProcessRunner(Protocol):
     def run_stored(self, task: Task) -> Task:
         """Claim a just-queued task, run it as a worker would, return it refreshed."""
 
-    def run_next(self, registry: Tasks, queue: str | None) -> bool:
-        """Claim and run one due task of ``queue`` (None: any); True if one ran."""
-
     def run_task(self, registry: Tasks, task: Task | str, args: Any, kwargs: Any) -> None:
-        """Run a stored Task (claimed first, outcome recorded), or call a task by name."""
+        """Run a stored Task (claimed first unless it holds a claim; outcome
+        recorded), or call a task by name."""
 
 
 #: The runtime's implementation (:mod:`background_task.runtime.inprocess`).

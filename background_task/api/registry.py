@@ -22,7 +22,7 @@ from background_task.api.periodic import (
     define,
 )
 from background_task.api.proxy import TaskProxy
-from background_task.api.runner import run_next_task, run_task
+from background_task.api.runner import DBTaskRunner, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
 from background_task.core.recurrence import RecurrenceError
@@ -44,6 +44,10 @@ class Tasks:
         self._tasks: dict[str, TaskProxy] = {}
         self._schedules: dict[str, ScheduleDefinition] = {}
         self._task_proxy_class = TaskProxy
+        #: 1.2.8's runner: stores the calls of the tasks decorated here and
+        #: claims and runs tasks for :meth:`run_next_task`. A project may set a
+        #: ``DBTaskRunner`` subclass here (before decorating its tasks).
+        self._runner = DBTaskRunner()
 
     @overload
     def background(self, name: F) -> TaskProxy: ...
@@ -119,6 +123,7 @@ class Tasks:
                 task_schedule,
                 queue,
                 remove_existing_tasks,
+                self._runner,
                 max_attempts=max_attempts,
                 timeout=timeout,
                 verbose_name=verbose_name,
@@ -303,8 +308,9 @@ class Tasks:
         run_task(self, task_name, args, kwargs)
 
     def run_next_task(self, queue: str | None = None) -> bool:
-        """Claim and run the next due task; True if one ran (1.2.8 API)."""
-        return run_next_task(self, queue)
+        """Claim and run the next due task here, through ``self._runner``
+        (``get_task_to_run``, then ``run_task``); True if one ran (1.2.8 API)."""
+        return bool(self._runner.run_next_task(self, queue))
 
 
 tasks = Tasks()

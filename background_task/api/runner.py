@@ -1,4 +1,10 @@
-"""1.2.8's ``DBTaskRunner`` and the in-process ``run_task`` / ``run_next_task``."""
+"""1.2.8's ``DBTaskRunner`` and the in-process ``run_task`` / ``run_next_task``.
+
+The registry's runner is ``tasks._runner``, as in 1.2.8: ``tasks.run_next_task()``
+goes through its ``get_task_to_run`` and ``run_task``, and every task decorated
+by the registry stores its calls through its ``schedule``, so a project's
+subclass that overrides them is honoured there.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,13 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.db import OperationalError
+
 from background_task.api import inprocess
 from background_task.api.eager import eager, run_in_process
+from background_task.core.legacy_log import tasks_logger
 from background_task.core.signals import task_created
+from background_task.store.ids import make_worker_id
 
 if TYPE_CHECKING:
     from background_task.api.registry import Tasks
@@ -16,7 +26,13 @@ if TYPE_CHECKING:
 
 
 class DBTaskRunner:
-    """Stores task rows for calls of task proxies (1.2.8 API)."""
+    """Stores task rows for calls of task proxies, and claims and runs tasks in
+    this process (1.2.8 API)."""
+
+    def __init__(self) -> None:
+        #: What this runner's claims write into ``locked_by`` (``host:pid:random``;
+        #: 1.2.8 wrote the pid).
+        self.worker_name = make_worker_id()
 
     @functools.cached_property
     def _schedule_task(self) -> Callable[..., Task | None]:
@@ -32,19 +48,50 @@ class DBTaskRunner:
         send ``task_created`` for a new row."""
         task = self._schedule_task(task_name, args, kwargs, **options)
         if task is not None:
-            task_created.send(sender=DBTaskRunner, task=task)
+            task_created.send(sender=type(self), task=task)
             if eager():
                 run_in_process(task)
         return task
 
+    def get_task_to_run(self, tasks: Tasks, queue: str | None = None) -> Task | None:
+        """Claim one due task that ``tasks`` can run (of ``queue``, if given) for
+        :attr:`worker_name` and return it; None when there is none.
+
+        A task whose lock expired (MAX_RUN_TIME) with no registered worker
+        behind it is taken over, fenced. A database that cannot be reached
+        logs a warning on ``background_task.tasks.logger`` and gives None.
+        """
+        # Imported at the first call: it needs the models.
+        from background_task.store.claim.single import claim_one
+
+        try:
+            return claim_one(self.worker_name, tasks.names(), queue)
+        except OperationalError:
+            tasks_logger().warning("Failed to retrieve tasks. Database unreachable.")
+            return None
+
+    def run_task(self, tasks: Tasks, task: Task) -> None:
+        """Run a task this runner claimed, as a worker would, recording the outcome."""
+        tasks.run_task(task)
+
+    def run_next_task(self, tasks: Tasks, queue: str | None = None) -> bool:
+        """Claim one due task and run it here; True if one ran."""
+        task = self.get_task_to_run(tasks, queue)
+        if task is None:
+            return False
+        self.run_task(tasks, task)
+        return True
+
 
 def run_next_task(registry: Tasks, queue: str | None = None) -> bool:
-    """Claim and run one due task in this process; True if one ran."""
-    return inprocess.runner.get().run_next(registry, queue)
+    """Claim and run one due task in this process, through the registry's
+    runner; True if one ran."""
+    return bool(registry._runner.run_next_task(registry, queue))
 
 
 def run_task(registry: Tasks, task: Task | str, args: Any = None, kwargs: Any = None) -> None:
-    """Run a stored Task (claimed first, outcome recorded), or a task by name.
+    """Run a stored Task (claimed first unless it holds a claim; outcome
+    recorded), or a task by name.
 
     By name the function is simply called with ``args`` and ``kwargs``;
     unlike 1.2.8 no queued row with the same arguments is touched.

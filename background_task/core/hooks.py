@@ -20,11 +20,13 @@ T = TypeVar("T")
 class Hook(Generic[T]):
     """One implementation that a higher layer plugs into a lower one."""
 
-    def __init__(self, purpose: str, provider: str) -> None:
+    def __init__(self, purpose: str, provider: str, default: T | None = None) -> None:
         #: What the hook does, for the error when nothing was registered.
         self.purpose = purpose
         #: The module that registers the implementation.
         self.provider = provider
+        #: What :meth:`get` returns while nothing is registered (None: an error).
+        self.default = default
         self._implementation: T | None = None
 
     def register(self, implementation: T) -> T:
@@ -33,8 +35,9 @@ class Hook(Generic[T]):
         return implementation
 
     def get(self) -> T:
-        """The registered implementation; ImproperlyConfigured when there is none."""
-        implementation = self._implementation
+        """The registered implementation, else the default; ImproperlyConfigured
+        when there is neither."""
+        implementation = self._implementation or self.default
         if implementation is None:
             raise ImproperlyConfigured(
                 f"Nothing provides {self.purpose}: {self.provider} registers it when it is "

@@ -11,7 +11,6 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from background_task.api.control import CurrentTask, reset_current, set_current
 from background_task.api.registry import Tasks
 from background_task.core import signals, status
 from background_task.core.conf import FAIL, app_settings
+from background_task.core.errors import error_record, format_traceback
 from background_task.core.exceptions import (
     BadTaskRow,
     ClaimLost,
@@ -34,6 +34,7 @@ from background_task.core.exceptions import (
     Retry,
     TaskCancelled,
 )
+from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import DEFAULT_POLICY, RetryPolicy
 from background_task.runtime.invocation import Invocation, Invocations
 from background_task.runtime.slots import TaskSlots
@@ -42,12 +43,11 @@ from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
 
 logger = logging.getLogger("background_task.worker")
-# 1.2.8 logged failures at ERROR here and retries at WARNING on the models logger.
-legacy_logger = logging.getLogger("background_task.tasks")
+# 1.2.8 logged retries at WARNING on the models logger; its runner's messages
+# go through tasks_logger() (background_task.tasks.logger).
 models_logger = logging.getLogger("background_task.models")
 
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
-MAX_ERROR_MESSAGE = 2000  # characters kept of an exception message
 
 
 class _SomeClaimLost(Exception):
@@ -77,10 +77,6 @@ def send_robust(signal: Signal, sender: Any, **kwargs: Any) -> None:
                 response,
                 exc_info=(type(response), response, response.__traceback__),
             )
-
-
-def exception_path(exc: BaseException) -> str:
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 def encode_result(value: Any, task: Task | None = None, *, strict: bool = False) -> str | None:
@@ -167,7 +163,7 @@ class TaskExecutor:
         started = time.monotonic()
         attempt = task.attempts + 1
         logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)
-        legacy_logger.info("Running %s", task)
+        tasks_logger().info("Running %s", task)
         send_robust(signals.task_started, Task)
         invocation: Invocation | None = None
         try:
@@ -301,7 +297,7 @@ class TaskExecutor:
             if repetitions:
                 Task.objects.using(self.using).bulk_create(repetitions)
         for task, _, _ in pending:
-            legacy_logger.info("Ran task and deleting %s", task)
+            tasks_logger().info("Ran task and deleting %s", task)
         return "done"
 
     def claimed(self, task: Task) -> TaskQuerySet:
@@ -359,7 +355,7 @@ class TaskExecutor:
         completed = self._finish(
             task, finished or self.clock(), status=status.DONE, result_json=result
         )
-        legacy_logger.info("Ran task and deleting %s", task)
+        tasks_logger().info("Ran task and deleting %s", task)
         send_robust(signals.task_successful, Task, task_id=task.pk, completed_task=completed)
         return "done"
 
@@ -390,18 +386,11 @@ class TaskExecutor:
         now = self.clock()
         attempts = task.attempts + 1
         worker_id = worker_id or self.worker_id
-        trace = "".join(traceback.format_exception(exc))
-        error = {
-            "attempt": attempts,
-            "at": now.isoformat(),
-            "worker_id": worker_id,
-            "exception_class_path": exception_path(exc),
-            "message": str(exc)[:MAX_ERROR_MESSAGE],
-            "traceback": trace,
-        }
+        trace = format_traceback(exc)
+        error = error_record(exc, attempts, now, worker_id, trace)
         if isinstance(exc, TaskCancelled) or self._cancel_requested(task):
             return self._record_cancelled(task, now, trace, worker_id)
-        legacy_logger.error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
+        tasks_logger().error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
         send_robust(signals.task_error, type(exc), task=task)
         errors = [*(task.errors or []), error]
         permanent = permanent or isinstance(exc, InvalidTaskError)

@@ -1,7 +1,7 @@
 """Running tasks in the calling process, through a worker's executor.
 
-What eager mode (``run_immediately``) and 1.2.8's ``run_task`` /
-``run_next_task`` do. The task API asks for it through
+What eager mode (``run_immediately``) and 1.2.8's ``run_task`` (which
+``run_next_task`` ends in) do. The task API asks for it through
 :data:`background_task.api.inprocess.runner`; importing this module
 registers :data:`IN_PROCESS` there (the app's ``ready()`` does).
 """
@@ -14,43 +14,55 @@ from typing import Any
 from background_task.api import inprocess
 from background_task.api.registry import Tasks
 from background_task.api.registry import tasks as default_registry
+from background_task.core import status
 from background_task.core.coroutines import run_to_completion
-from background_task.runtime.worker import Worker
-from background_task.store.models import Task
+from background_task.runtime.execution import TaskExecutor
+from background_task.store.ids import make_worker_id
+from background_task.store.models import Task, WorkerProcess
 
 logger = logging.getLogger("background_task.tasks")
 
 
 class WorkerInProcess:
-    """Runs tasks here, as a worker with this process's settings would."""
+    """Runs tasks here, with the executor a worker uses."""
 
     def run_stored(self, task: Task) -> Task:
         """Claim a just-queued task, run it, and return it refreshed."""
         using = task._state.db or "default"
-        worker = Worker(registry=default_registry, using=using)
         row = task if task.pk is not None else Task.objects.using(using).get(task_id=task.task_id)
-        claimed = row.lock(worker.worker_id)
-        if claimed is not None:
-            worker.executor.execute(claimed)
+        self._run(default_registry, row, using)
         task.refresh()
         return task
 
-    def run_next(self, registry: Tasks, queue: str | None) -> bool:
-        """Claim and run one due task of ``queue`` (None: any); True if one ran."""
-        worker = Worker(queues=[queue] if queue else None, registry=registry, max_tasks=1)
-        return worker.step() > 0
-
     def run_task(self, registry: Tasks, task: Task | str, args: Any, kwargs: Any) -> None:
-        """Run a stored Task (claimed first, outcome recorded), or call a task by name."""
+        """Run a stored Task (claimed first unless it holds a claim), or call a task by name."""
         if isinstance(task, Task):
-            worker = Worker(registry=registry)
-            claimed = task.lock(worker.worker_id)
-            if claimed is None:
+            if not self._run(registry, task, task._state.db or "default"):
                 logger.warning("Task %s is held by another worker; not run.", task.task_id)
-                return
-            worker.executor.execute(claimed)
             return
         run_to_completion(registry.get(task).task_function, *(args or ()), **(kwargs or {}))
+
+    @staticmethod
+    def _run(registry: Tasks, task: Task, using: str) -> bool:
+        """Run ``task`` under the claim it holds (``get_task_to_run`` took it),
+        else under a new one; False when someone else holds it.
+
+        A claim held by a registered worker (``process_tasks``) is that
+        worker's: the task is never run a second time beside it.
+        """
+        held = task.status == status.RUNNING and task.claim_token is not None and task.locked_by
+        if (
+            held
+            and not WorkerProcess.objects.using(using).filter(worker_id=task.locked_by).exists()
+        ):
+            claimed: Task | None = task
+        else:
+            claimed = task.lock(make_worker_id())
+        if claimed is None:
+            return False
+        assert claimed.locked_by is not None
+        TaskExecutor(registry, claimed.locked_by, using=using).execute(claimed)
+        return True
 
 
 IN_PROCESS = inprocess.runner.register(WorkerInProcess())

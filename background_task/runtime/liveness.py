@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -101,11 +100,6 @@ def silent_but_running(using: str, worker_ids: set[str], lost_after: float) -> s
         )
     _reported_stalls.update(running)
     return running
-
-
-def make_worker_id() -> str:
-    """``host:pid:random``, unique across hosts and within 64 characters."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | None) -> int:

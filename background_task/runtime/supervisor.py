@@ -39,9 +39,10 @@ from background_task.api.registry import tasks as default_registry
 from background_task.core import status
 from background_task.core.exceptions import ClaimLost, TaskTimeout, WorkerLost
 from background_task.runtime.execution import TaskExecutor
-from background_task.runtime.liveness import Liveness, make_worker_id
+from background_task.runtime.liveness import Liveness
 from background_task.runtime.slots import RunningTask, TaskSlots
 from background_task.runtime.stopping import STOP_SIGNALS
+from background_task.store.ids import make_worker_id
 from background_task.store.models import Task, WorkerProcess
 
 logger = logging.getLogger("background_task.supervisor")

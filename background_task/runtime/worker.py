@@ -35,11 +35,12 @@ from background_task.runtime.execution import (
     WorkerStopped,
     close_connection,
 )
-from background_task.runtime.liveness import Liveness, make_worker_id, recover_orphans
+from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
 from background_task.runtime.stopping import SignalStops
 from background_task.store import metrics
 from background_task.store.claim import ClaimRequest, get_strategy
+from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
 from background_task.store.pruning import prune_expired
 

@@ -1,8 +1,11 @@
-"""Public task ids: UUID4 strings, made fast enough for every queued task."""
+"""Ids: public task ids (UUID4 strings, made fast enough for every queued task)
+and the ids of the processes that claim tasks."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 from collections.abc import Iterator
 
 
@@ -37,3 +40,9 @@ def _task_id(text: str) -> str:
 
 #: A hex digit's low two bits under the RFC 4122 variant bits ``10``: 8, 9, a or b.
 _VARIANT_DIGITS = "89ab" * 4
+
+
+def make_worker_id() -> str:
+    """``host:pid:random``, unique across hosts and within 64 characters: what
+    a claiming process writes into ``locked_by``."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -17,15 +17,13 @@ import logging
 import os
 import socket
 import time
-import uuid
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
-from django.db.models import Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from background_task.core import status
@@ -34,6 +32,7 @@ from background_task.core.exceptions import TaskNotFound
 from background_task.core.recurrence import get_timezone
 from background_task.core.schedules import next_calendar_repetition, next_repetition
 from background_task.core.serialization import loads_params
+from background_task.store.models import legacy
 from background_task.store.models.columns import TaskColumns
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet
@@ -261,34 +260,32 @@ class Task(BaseTask):
             self.locked_by = None
         super().save(*args, **kwargs)
 
-    def lock(self, locked_by: str) -> Task | None:
-        """Claim this task for ``locked_by`` if nobody holds it; return the fresh row.
+    # -- 1.2.8's methods for code that runs tasks itself (see .legacy) -----------
 
-        One conditional UPDATE, so two workers can never both win (1.2.8 API).
-        """
-        now = timezone.now()
-        expiry = now - timedelta(seconds=app_settings.MAX_RUN_TIME)
-        token = uuid.uuid4().hex
-        updated = (
-            Task.objects.filter(pk=self.pk, status__in=status.PENDING)
-            .filter(Q(locked_by=None) | Q(locked_at__lt=expiry))
-            .update(
-                locked_by=locked_by,
-                locked_at=now,
-                status=status.RUNNING,
-                claim_token=token,
-                last_attempted_at=now,
-                started_at=Coalesce("started_at", now),
-            )
-        )
-        if not updated:
-            return None
-        return Task.objects.get(pk=self.pk)  # type: ignore[no-any-return]
+    def lock(self, locked_by: str) -> Task | None:
+        """Claim this task for ``locked_by`` if nobody holds it; the fresh row, or None."""
+        return legacy.lock(self, locked_by)
+
+    def reschedule(
+        self,
+        type: type[BaseException] | None,
+        err: BaseException,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Count a failed attempt: queue it again after the backoff, or fail it for good."""
+        legacy.reschedule(self, err, traceback)
 
     def increment_attempts(self) -> None:
-        """Count one more attempt, writing only that column (1.2.8 saved the whole row)."""
-        self.attempts += 1
-        Task.objects.filter(pk=self.pk).update(attempts=models.F("attempts") + 1)
+        """Count one more attempt, writing only that column."""
+        legacy.increment_attempts(self)
+
+    def create_completed_task(self) -> CompletedTask:
+        """Insert and return the CompletedTask row for this task."""
+        return legacy.create_completed_task(self)
+
+    def create_repetition(self) -> Task | None:
+        """Insert and return the next run of a repeating task."""
+        return legacy.create_repetition(self)
 
     def completed_values(self, now: datetime, **overrides: Any) -> dict[str, Any]:
         """The column values of this task's history row, finished at ``now``."""
@@ -307,17 +304,15 @@ class Task(BaseTask):
         """Build the unsaved history row for this task, finished at ``now``."""
         return CompletedTask(**self.completed_values(now, **overrides))
 
-    def create_completed_task(self) -> CompletedTask:
-        """Insert and return the CompletedTask row for this task (1.2.8 API)."""
-        completed = self.completed_task(
-            timezone.now(), status=status.ERROR if self.failed_at else status.DONE
-        )
-        completed.save()
-        return completed
-
     def next_repetition(self, now: datetime) -> Task | None:
-        """Build (unsaved) the next run of a repeating task, or None."""
-        scheduled = self.scheduled_at or self.run_at
+        """Build (unsaved) the next run of a repeating task, or None.
+
+        The next run keeps the phase of the time the task was scheduled for,
+        which retries do not move (they move ``run_at``). A ``run_at`` changed
+        before any attempt was made (in the admin, by a data migration) is
+        that time, as in 1.2.8.
+        """
+        scheduled = self.run_at if self.attempts == 0 else (self.scheduled_at or self.run_at)
         if self.repeat_rule:
             zone = get_timezone(app_settings.SCHEDULE_TIMEZONE)
             run_at = next_calendar_repetition(
@@ -328,13 +323,6 @@ class Task(BaseTask):
         if run_at is None:
             return None
         return Task(**self.definition(), run_at=run_at, scheduled_at=run_at, enqueued_at=now)
-
-    def create_repetition(self) -> Task | None:
-        """Insert and return the next run of a repeating task (1.2.8 API)."""
-        repetition = self.next_repetition(timezone.now())
-        if repetition is not None:
-            repetition.save()
-        return repetition
 
 
 class CompletedTask(BaseTask):
