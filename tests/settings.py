@@ -89,6 +89,9 @@ INSTALLED_APPS = [
     "background_task",
     "tests.testapp.apps.TestAppConfig",
 ]
+if os.environ.get("BGTASK_TEST_RUNNER"):
+    # A project's DBTaskRunner subclass as tasks._runner (tests/runnerapp).
+    INSTALLED_APPS.append("tests.runnerapp.apps.RunnerAppConfig")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -278,3 +278,22 @@ def test_an_expired_lock_without_a_worker_is_taken_over_and_fenced():
 def test_the_default_registry_has_a_runner():
     assert isinstance(tasks._runner, DBTaskRunner)
     assert tasks._runner.worker_name
+
+
+def test_process_tasks_goes_through_a_project_s_runner(start_worker):
+    from tests.conftest import subprocess_env
+    from tests.testapp import tasks as fixtures
+    from tests.testapp.models import Execution
+
+    for key in ("a", "b"):
+        fixtures.record(key)
+    code, output = start_worker("--burst", env=subprocess_env(BGTASK_TEST_RUNNER="1")).wait()
+    assert code == 0, output
+    runs = Execution.objects.filter(task_name="runner:tests.testapp.tasks.record")
+    assert runs.count() == 2  # its run_task ran each task...
+    assert sorted(Execution.objects.filter(task_name="record").values_list("key", flat=True)) == [
+        "a",
+        "b",
+    ]  # ...and the tasks ran through it, once each
+    assert CompletedTask.objects.filter(status="done").count() == 2
+    assert Task.objects.count() == 0

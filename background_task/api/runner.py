@@ -97,3 +97,16 @@ def run_task(registry: Tasks, task: Task | str, args: Any = None, kwargs: Any = 
     unlike 1.2.8 no queued row with the same arguments is touched.
     """
     inprocess.runner.get().run_task(registry, task, args, kwargs)
+
+
+def custom_runner(registry: Tasks) -> DBTaskRunner | None:
+    """The registry's runner if a project's subclass overrides how a task is
+    claimed or run (``get_task_to_run``, ``run_task``, ``run_next_task``); else None."""
+    runner = getattr(registry, "_runner", None)
+    if runner is None:
+        return None
+    overridden = any(
+        getattr(type(runner), name, None) is not getattr(DBTaskRunner, name)
+        for name in ("get_task_to_run", "run_task", "run_next_task")
+    )
+    return runner if overridden else None

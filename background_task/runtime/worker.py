@@ -19,15 +19,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from background_task.api.registry import Tasks
 from background_task.api.registry import tasks as default_registry
+from background_task.api.runner import DBTaskRunner, custom_runner
 from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.core.exceptions import TaskNotRegistered
 from background_task.runtime import scheduler
+from background_task.runtime.connections import recycle_connections
 from background_task.runtime.execution import (
     TRANSIENT_DB_ERRORS,
     Outcome,
@@ -53,28 +55,10 @@ MAX_OUTAGE_BACKOFF = 30.0  # seconds
 TARGET_BATCH_SECONDS = 0.5  # work a claimed batch should hold per thread
 MAX_BATCH = 100  # tasks claimed at once, at most
 DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
-CONNECTION_CHECK_INTERVAL = 5.0  # seconds between connection checks while busy
 FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
-
-_connection_checks = threading.local()
-
-
-def recycle_connections() -> None:
-    """Close connections that failed or outlived CONN_MAX_AGE, as Django does per request.
-
-    Checking after every task would, with the default ``CONN_MAX_AGE = 0``,
-    reconnect for every task; so a busy worker checks every few seconds,
-    and at once after a database error.
-    """
-    now = time.monotonic()
-    last = getattr(_connection_checks, "at", float("-inf"))
-    failed = any(conn.errors_occurred for conn in connections.all(initialized_only=True))
-    if failed or now - last >= CONNECTION_CHECK_INTERVAL:
-        close_old_connections()
-        _connection_checks.at = now
 
 
 class Worker(SignalStops):
@@ -130,6 +114,9 @@ class Worker(SignalStops):
         #: Set while :meth:`run` heartbeats; bare :meth:`step` calls do not register.
         self.liveness: Liveness | None = None
         self.strategy = get_strategy(using)
+        #: A project's runner (``tasks._runner``) that overrides how 1.2.8 claims
+        #: or runs a task: this worker then goes through it, one task at a time.
+        self.custom_runner = custom_runner(self.registry)
         self.processed = 0
         self.claimed = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -266,6 +253,8 @@ class Worker(SignalStops):
         now = self.clock()
         if not woken:
             self.housekeeping(now)
+        if self.custom_runner is not None:
+            return self._step_through(self.custom_runner)
         request = ClaimRequest(
             self.worker_id,
             self.batch_size(),
@@ -302,6 +291,20 @@ class Worker(SignalStops):
             # Successes are never held past the batch that produced them.
             self.executor.flush()
         return len(batch)
+
+    def _step_through(self, runner: DBTaskRunner) -> int:
+        """Claim and run one task through a project's runner, as 1.2.8's
+        ``process_tasks`` did: its ``run_next_task`` (so its ``get_task_to_run``
+        and ``run_task``), for each of this worker's queues in turn."""
+        for queue in self.queues if self.queues is not None else [None]:
+            if self.stopping.is_set():
+                break
+            if runner.run_next_task(self.registry, queue):
+                self.claimed += 1
+                self.processed += 1
+                recycle_connections()
+                return 1
+        return 0
 
     def housekeeping(self, now: datetime) -> bool:
         """Recycle old connections; sweep, fire schedules and sample if due.
