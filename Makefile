@@ -37,7 +37,7 @@ demo: venv
 # The suite's own needs (requirements/test.txt adds the lint, type and docs
 # tools and the browser test's selenium, which run in the main pass only).
 DJANGO6_TEST_DEPS := 'pytest>=8.0' 'pytest-django>=4.8' 'psycopg[binary]>=3.1' 'hypothesis>=6.100' \
-	'gunicorn>=22.0'
+	'gunicorn>=22.0' 'uvicorn>=0.30'
 define django6_venv
 	@if [ -z "$(PYTHON_DJANGO6)" ]; then \
 		echo "note: no Python 3.12+ found; the Django 6 tests will be skipped"; \

@@ -21,6 +21,8 @@ __all__ = [
     "Retry",
     "TaskCancelled",
     "__version__",
+    "aenqueue",
+    "aget_result",
     "background",
     "call",
     "cron_task",
@@ -69,6 +71,20 @@ def get_result(task_id: str) -> Any:
     from background_task.api.control import get_result as find
 
     return find(task_id)
+
+
+async def aenqueue(task_name: str, *args: Any, **kwargs: Any) -> Any:
+    """``enqueue()`` for async code: ``await aenqueue("app.tasks.send_report", 42)``."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(enqueue, thread_sensitive=True)(task_name, *args, **kwargs)
+
+
+async def aget_result(task_id: str) -> Any:
+    """``get_result()`` for async code: ``handle = await aget_result(task_id)``."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(get_result, thread_sensitive=True)(task_id)
 
 
 def current_task() -> Any:

@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
 from background_task.core.coroutines import is_async, run_to_completion
@@ -125,6 +127,11 @@ class TaskProxy:
             on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
             result_ttl=self.ttl if ttl is None else ttl_seconds(ttl),
         )
+
+    async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
+        """Queue a run from async code, as calling the proxy does:
+        ``await send_invoice.aenqueue(42, schedule=60)``."""
+        return await sync_to_async(self.__call__, thread_sensitive=True)(*args, **kwargs)
 
     def bulk(
         self,

@@ -11,6 +11,7 @@ drives; the worker's live in :mod:`background_task.runtime.execution`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -150,23 +152,59 @@ class BaseTask(TaskColumns):
         Raises TimeoutError after ``timeout`` seconds. Polls the database
         every ``interval`` seconds.
         """
-        if until not in ("finished", "started"):
-            raise ValueError(f"until must be 'finished' or 'started', not {until!r}.")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline(timeout, until)
         while True:
             self.refresh()
-            if self.ready or (until == "started" and self.status == status.RUNNING):
+            pause = self._pause(deadline, timeout, until, interval)
+            if pause is None:
                 return self
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"Task {self.task_id} ({self.task_name}) is still {self.status} "
-                    f"after {timeout:g}s."
-                )
-            time.sleep(
-                interval
-                if deadline is None
-                else min(interval, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+
+    async def wait_async(
+        self, timeout: float | None = None, until: str = "finished", interval: float = 0.1
+    ) -> BaseTask:
+        """``wait()`` for async code: ``await handle.wait_async(timeout=30)``
+        (``await`` is a keyword, so not ``await handle.await()``)."""
+        deadline = self._deadline(timeout, until)
+        while True:
+            await self.arefresh()
+            pause = self._pause(deadline, timeout, until, interval)
+            if pause is None:
+                return self
+            await asyncio.sleep(pause)
+
+    @staticmethod
+    def _deadline(timeout: float | None, until: str) -> float | None:
+        if until not in ("finished", "started"):
+            raise ValueError(f"until must be 'finished' or 'started', not {until!r}.")
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _pause(
+        self, deadline: float | None, timeout: float | None, until: str, interval: float
+    ) -> float | None:
+        """None when the wait is over, else the seconds to sleep before the next look."""
+        if self.ready or (until == "started" and self.status == status.RUNNING):
+            return None
+        if deadline is None:
+            return interval
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(
+                f"Task {self.task_id} ({self.task_name}) is still {self.status} after {timeout:g}s."
             )
+        return min(interval, left)
+
+    async def arefresh(self) -> BaseTask:
+        """``refresh()`` for async code."""
+        return await sync_to_async(self.refresh, thread_sensitive=True)()
+
+    async def acancel(self, force: bool = False) -> bool:
+        """``cancel()`` for async code."""
+        return await sync_to_async(self.cancel, thread_sensitive=True)(force)
+
+    async def aretry(self) -> Task:
+        """``retry()`` for async code."""
+        return await sync_to_async(self.retry, thread_sensitive=True)()
 
     def cancel(self, force: bool = False) -> bool:
         """Cancel the task.
