@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import http.server
+import importlib
 import inspect
 import pathlib
 import re
@@ -225,6 +226,10 @@ def local_server() -> Iterator[str]:
 @pytest.fixture
 def isolated_registry() -> Iterator[None]:
     """Tasks and schedules the examples declare vanish afterwards."""
+    # The app's own tasks module registers the built-in tasks when it is first
+    # imported (by discovery, once per process): import it before the snapshot,
+    # so that restoring the registry never drops them.
+    importlib.import_module("background_task.tasks")
     saved_tasks, saved_schedules = dict(tasks._tasks), dict(tasks._schedules)
     saved_modules = set(sys.modules)
     yield

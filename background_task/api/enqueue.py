@@ -46,6 +46,7 @@ def schedule_task(
     timeout: float | None = None,
     on_worker_lost: str | None = None,
     result_ttl: int | None = None,
+    retry_delay: str | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
@@ -69,6 +70,7 @@ def schedule_task(
         timeout=timeout,
         on_worker_lost=on_worker_lost,
         result_ttl=result_ttl,
+        retry_delay=retry_delay,
     )
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
         return insert_one(task, using)

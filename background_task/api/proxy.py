@@ -12,6 +12,7 @@ from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
 from background_task.core.coroutines import is_async, run_to_completion
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
+from background_task.core.retry import Policy, exception_types, make_policy, stored_policy
 from background_task.core.schedules import TaskSchedule
 from background_task.core.signals import listened, task_created
 
@@ -32,6 +33,7 @@ CONTROL_KWARGS = (
     "on_worker_lost",
     "ttl",
     "save_results",
+    "retry_delay",
 )
 
 
@@ -62,6 +64,9 @@ class TaskProxy:
         verbose_name: str | None = None,
         on_worker_lost: str | None = None,
         ttl: Any = None,
+        retry_delay: Any = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -79,6 +84,14 @@ class TaskProxy:
         self.on_worker_lost = on_worker_lost
         #: Seconds a finished run's row (and result) is kept; None: the setting.
         self.ttl = None if ttl is None else ttl_seconds(ttl)
+        #: The decorator's retry policy (None: the setting's, else 1.2.8's backoff).
+        self.retry_policy: Policy | None = None if retry_delay is None else make_policy(retry_delay)
+        #: Only these exceptions are retried (None: every one); see :func:`retries`.
+        self.retry_on = None if retry_on is None else exception_types(retry_on, "retry_on")
+        #: These exceptions fail the task at once (None: none).
+        self.dont_retry_on = (
+            None if dont_retry_on is None else exception_types(dont_retry_on, "dont_retry_on")
+        )
         if runner is None:
             runner = DBTaskRunner()
         self.runner = runner
@@ -93,8 +106,8 @@ class TaskProxy:
         The control keywords (``schedule``, ``priority``, ``queue``,
         ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
         ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``, ``ttl`` or
-        ``save_results``) are taken
-        out before the arguments are stored.
+        ``save_results``, ``retry_delay``) are taken out before the arguments
+        are stored.
         """
         # (The common call passes none of them: checked cheaply, it is the
         # hot path of every enqueue.)
@@ -104,6 +117,7 @@ class TaskProxy:
         ttl = pick_ttl(controls.get("ttl"), controls.get("save_results"))
         if ttl is not None:
             validate_options(ttl=ttl)
+        retry_delay = controls.get("retry_delay")
         schedule = self.schedule
         if "schedule" in controls:
             schedule = TaskSchedule.create(controls["schedule"]).merge(schedule)
@@ -126,6 +140,7 @@ class TaskProxy:
             timeout=controls.get("timeout", self.timeout),
             on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
             result_ttl=self.ttl if ttl is None else ttl_seconds(ttl),
+            retry_delay=None if retry_delay is None else stored_policy(retry_delay),
         )
 
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
@@ -144,6 +159,7 @@ class TaskProxy:
         creator: Any = None,
         repeat: Any = None,
         repeat_until: Any = None,
+        retry_delay: Any = None,
         batch_size: int = 1000,
     ) -> list[Task]:
         """Queue many runs at once with multi-row INSERTs; return the saved rows.
@@ -174,6 +190,7 @@ class TaskProxy:
             timeout=self.timeout,
             on_worker_lost=self.on_worker_lost,
             result_ttl=self.ttl,
+            retry_delay=None if retry_delay is None else stored_policy(retry_delay),
         )
         if listened(task_created, DBTaskRunner):
             for row in rows:

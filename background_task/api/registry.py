@@ -26,6 +26,7 @@ from background_task.api.runner import DBTaskRunner, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
 from background_task.core.recurrence import RecurrenceError
+from background_task.core.retry import exception_types, make_policy
 from background_task.core.schedules import TaskSchedule
 from background_task.store.hooks import enqueue_by_name
 
@@ -67,6 +68,9 @@ class Tasks:
         on_worker_lost: str | None = None,
         ttl: Any = None,
         save_results: Any = None,
+        retry_delay: Any = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -83,6 +87,9 @@ class Tasks:
         on_worker_lost: str | None = None,
         ttl: Any = None,
         save_results: Any = None,
+        retry_delay: Any = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -95,7 +102,12 @@ class Tasks:
         ``ttl`` (or rpqueue's name ``save_results``) keeps each finished run,
         with its return value, that many seconds (default
         BACKGROUND_TASK_RESULT_TTL), and makes a return value that JSON
-        cannot store fail the run.
+        cannot store fail the run. ``retry_delay`` is the wait before each
+        retry (seconds, a timedelta, a callable of the attempt number, a
+        ``RetryPolicy`` or a dict of its fields; default the
+        BACKGROUND_TASK_RETRY_POLICY setting, else 1.2.8's backoff);
+        ``retry_on`` (exception classes) retries only those failures and
+        ``dont_retry_on`` fails at once on those.
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -113,6 +125,12 @@ class Tasks:
             on_worker_lost=on_worker_lost,
             ttl=ttl,
         )
+        # Checked here, at decoration time, as the other options are.
+        policy = None if retry_delay is None else make_policy(retry_delay)
+        retry_on = None if retry_on is None else exception_types(retry_on, "retry_on")
+        dont_retry_on = (
+            None if dont_retry_on is None else exception_types(dont_retry_on, "dont_retry_on")
+        )
 
         def decorator(fn: F) -> TaskProxy:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -129,6 +147,9 @@ class Tasks:
                 verbose_name=verbose_name,
                 on_worker_lost=on_worker_lost,
                 ttl=ttl,
+                retry_delay=policy,
+                retry_on=retry_on,
+                dont_retry_on=dont_retry_on,
             )
             self.register(proxy)
             return proxy
@@ -284,6 +305,10 @@ class Tasks:
                 f"No task named {name!r} is registered in this process. Define it with "
                 f"@background in an installed app's tasks.py module.{hint}"
             ) from None
+
+    def find(self, name: str) -> TaskProxy | None:
+        """The task registered under ``name``, or None."""
+        return self._tasks.get(name)
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Task | None:
         """Queue a call of the task named ``task_name``, as calling it would.

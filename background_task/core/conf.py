@@ -24,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from background_task.core.autostart_options import AutostartOptions, parse_options
+from background_task.core.retry import DEFAULT_POLICY, Policy, RetryPolicy, make_policy
 
 _MISSING = object()
 #: Valid setting values read so far, by the names of their SettingSpec.
@@ -76,6 +77,18 @@ def _worker_lost_policy(value: Any) -> bool:
 
 def _optional_ttl(value: Any) -> bool:
     return value is None or (_non_negative_number(value) and math.isfinite(value))
+
+
+def _retry_policy_problem(value: Any) -> str:
+    if value is None:
+        return ""
+    if callable(value) and not isinstance(value, RetryPolicy):
+        return "must be a dict of RetryPolicy fields or a RetryPolicy, not a callable"
+    try:
+        make_policy(value)
+    except (TypeError, ValueError) as exc:
+        return f"is not a retry policy: {exc}"
+    return ""
 
 
 @functools.lru_cache(maxsize=8)
@@ -272,6 +285,14 @@ SPECS: dict[str, SettingSpec] = {
         "(how long a finished task and its result are kept)",
         "background_task.E014",
     ),
+    "RETRY_POLICY": SettingSpec(
+        ("BACKGROUND_TASK_RETRY_POLICY",),
+        None,
+        lambda value: not _retry_policy_problem(value),
+        "None (1.2.8's backoff) or a dict of RetryPolicy fields: base, exponent, max_delay, jitter",
+        "background_task.E024",
+        explain=_retry_policy_problem,
+    ),
     "SERIALIZER": SettingSpec(
         ("BACKGROUND_TASK_SERIALIZER",),
         None,
@@ -406,6 +427,13 @@ class AppSettings:
         ``ttl``; None (default): forever, as in 1.2.8."""
         value = SPECS["RESULT_TTL"].value()
         return None if value is None else int(value)
+
+    @property
+    def RETRY_POLICY(self) -> Policy:
+        """The project's default retry policy: BACKGROUND_TASK_RETRY_POLICY, else
+        1.2.8's backoff (``attempts ** 4 + 5`` seconds)."""
+        value = SPECS["RETRY_POLICY"].value()
+        return DEFAULT_POLICY if value is None else make_policy(value)
 
     @property
     def SERIALIZER(self) -> Any:

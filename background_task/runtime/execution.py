@@ -33,9 +33,10 @@ from background_task.core.exceptions import (
     ResultNotSerializable,
     Retry,
     TaskCancelled,
+    WorkerLost,
 )
 from background_task.core.legacy_log import tasks_logger
-from background_task.core.retry import DEFAULT_POLICY, RetryPolicy
+from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
 from background_task.runtime.slots import TaskSlots
 from background_task.store.deleting import delete_claimed
@@ -116,7 +117,7 @@ class TaskExecutor:
         *,
         using: str = "default",
         clock: Callable[[], datetime] = timezone.now,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        retry_policy: Policy | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         slots: TaskSlots | None = None,
     ) -> None:
@@ -126,6 +127,7 @@ class TaskExecutor:
         self.worker_id = worker_id
         self.using = using
         self.clock = clock
+        #: Used for every task when given (tests); else :meth:`policy_for` decides.
         self.retry_policy = retry_policy
         self.should_stop = should_stop
         #: How each row's code is called (see :mod:`background_task.runtime.invocation`).
@@ -393,11 +395,11 @@ class TaskExecutor:
         tasks_logger().error("Rescheduling %s", task, exc_info=(type(exc), exc, exc.__traceback__))
         send_robust(signals.task_error, type(exc), task=task)
         errors = [*(task.errors or []), error]
-        permanent = permanent or isinstance(exc, InvalidTaskError)
+        permanent = permanent or isinstance(exc, InvalidTaskError) or not self.retryable(task, exc)
         next_run = (
             None
             if permanent
-            else self.retry_policy.next_run(attempts, task.effective_max_attempts(), now)
+            else self.policy_for(task).next_run(attempts, task.effective_max_attempts(), now)
         )
         if next_run is not None and isinstance(exc, Retry) and exc.delay is not None:
             next_run = now + timedelta(seconds=exc.delay)
@@ -437,6 +439,27 @@ class TaskExecutor:
         )
         send_robust(signals.task_rescheduled, Task, task=task)
         return "retry"
+
+    def policy_for(self, task: Task) -> Policy:
+        """The retry policy of ``task``: the call's ``retry_delay``, else the
+        decorator's, else BACKGROUND_TASK_RETRY_POLICY, else 1.2.8's backoff."""
+        if self.retry_policy is not None:
+            return self.retry_policy
+        if task.retry_delay:
+            return load_policy(task.retry_delay)
+        proxy = self.registry.find(task.task_name)
+        if proxy is not None and proxy.retry_policy is not None:
+            return proxy.retry_policy
+        return app_settings.RETRY_POLICY
+
+    def retryable(self, task: Task, exc: BaseException) -> bool:
+        """Whether the task's ``retry_on`` / ``dont_retry_on`` let ``exc`` be
+        retried. A ``Retry`` the task raised always may; a lost worker's task
+        follows its ``on_worker_lost`` instead."""
+        if isinstance(exc, Retry | WorkerLost):
+            return True
+        proxy = self.registry.find(task.task_name)
+        return proxy is None or retries(exc, proxy.retry_on, proxy.dont_retry_on)
 
     def _cancel_requested(self, task: Task) -> bool:
         requested: bool = (

@@ -58,6 +58,7 @@ def build_row(
     timeout: float | None = None,
     on_worker_lost: str | None = None,
     result_ttl: int | None = None,
+    retry_delay: str | None = None,
 ) -> M:
     """Validate one call and build its unsaved ``model`` row; bad values raise
     TypeError or ValueError naming the problem."""
@@ -100,6 +101,7 @@ def build_row(
             "timeout": timeout,
             "on_worker_lost": on_worker_lost,
             "result_ttl": result_ttl,
+            "retry_delay": retry_delay,
             "enqueued_at": now,
             "creator_object_id": creation["creator_object_id"],
         },

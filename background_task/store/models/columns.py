@@ -78,6 +78,9 @@ class TaskColumns(models.Model):
     # A calendar repeat (JSON of relativedelta fields, {"months": 1}); ``repeat``
     # then holds its approximate length in seconds, for 1.2.8 code.
     repeat_rule = models.CharField(max_length=255, null=True, blank=True)
+    # The call's retry_delay (JSON of a RetryPolicy); None: the decorator's,
+    # else the setting's, else 1.2.8's backoff.
+    retry_delay = models.TextField(null=True, blank=True)
 
     class Meta:
         abstract = True

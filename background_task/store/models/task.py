@@ -107,6 +107,7 @@ class BaseTask(TaskColumns):
             "backend": self.backend,
             "on_worker_lost": self.on_worker_lost,
             "repeat_rule": self.repeat_rule,
+            "retry_delay": self.retry_delay,
         }
 
     # -- the task as a handle ----------------------------------------------------
