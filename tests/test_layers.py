@@ -7,6 +7,7 @@ import re
 import textwrap
 
 import django
+import pytest
 
 from tests import layers
 
@@ -102,3 +103,15 @@ def test_the_architecture_page_names_only_what_exists():
     # Every folder of the layers is on the page.
     for package in layers.LAYERS:
         assert f"`background_task/{package}/`" in page, package
+
+
+def test_an_empty_hook_names_the_module_that_fills_it():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from background_task.core.hooks import Hook
+
+    hook: Hook[object] = Hook("doing X", "background_task.somewhere")
+    with pytest.raises(ImproperlyConfigured, match="Nothing provides doing X: background_task"):
+        hook.get()
+    assert Hook("doing Y", "m", default="fallback").get() == "fallback"
+    assert hook.register("filled") == "filled" and hook.get() == "filled"

@@ -297,3 +297,20 @@ def test_process_tasks_goes_through_a_project_s_runner(start_worker):
     ]  # ...and the tasks ran through it, once each
     assert CompletedTask.objects.filter(status="done").count() == 2
     assert Task.objects.count() == 0
+
+
+def test_run_task_never_runs_a_task_a_registered_worker_holds(caplog):
+    from background_task.models import WorkerProcess
+
+    registry = Tasks()
+    ran = []
+    registry.background(name="legacy.held")(lambda: ran.append(1))
+    now = timezone.now()
+    WorkerProcess.objects.create(
+        worker_id="host:1:aa", host="host", pid=1, version="x", started_at=now, heartbeat_at=now
+    )
+    held = stored("legacy.held").lock("host:1:aa")
+    with caplog.at_level("WARNING", logger="background_task.tasks"):
+        registry.run_task(held)
+    assert ran == [] and Task.objects.get(pk=held.pk).locked_by == "host:1:aa"
+    assert "is held by another worker; not run" in caplog.text

@@ -1,4 +1,4 @@
-"""1.2.8's ``DBTaskRunner`` and the in-process ``run_task`` / ``run_next_task``.
+"""1.2.8's ``DBTaskRunner`` and the in-process ``run_task``.
 
 The registry's runner is ``tasks._runner``, as in 1.2.8: ``tasks.run_next_task()``
 goes through its ``get_task_to_run`` and ``run_task``, and every task decorated
@@ -81,12 +81,6 @@ class DBTaskRunner:
             return False
         self.run_task(tasks, task)
         return True
-
-
-def run_next_task(registry: Tasks, queue: str | None = None) -> bool:
-    """Claim and run one due task in this process, through the registry's
-    runner; True if one ran."""
-    return bool(registry._runner.run_next_task(registry, queue))
 
 
 def run_task(registry: Tasks, task: Task | str, args: Any = None, kwargs: Any = None) -> None:

@@ -31,8 +31,21 @@ class Policy(Protocol):
         """When to try again, or None when the attempts are used up."""
 
 
+class _Backoff:
+    """What every policy shares: retry while attempts remain, after :meth:`delay`."""
+
+    def delay(self, attempts: int) -> timedelta:
+        raise NotImplementedError
+
+    def next_run(self, attempts: int, max_attempts: int, now: datetime) -> datetime | None:
+        """Return when to try again, or None when the attempts are used up."""
+        if attempts >= max_attempts:
+            return None
+        return now + self.delay(attempts)
+
+
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(_Backoff):
     """Backoff of ``attempts ** exponent + base`` seconds after each failure.
 
     The defaults are 1.2.8's formula (``attempts ** 4 + 5``): 6 s after the
@@ -72,19 +85,13 @@ class RetryPolicy:
             seconds *= 1 - self.jitter * rand()
         return timedelta(seconds=seconds)
 
-    def next_run(self, attempts: int, max_attempts: int, now: datetime) -> datetime | None:
-        """Return when to try again, or None when the attempts are used up."""
-        if attempts >= max_attempts:
-            return None
-        return now + self.delay(attempts)
-
     def to_json(self) -> str:
         """The policy as stored with a task (a JSON object of its fields)."""
         return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True)
-class CallablePolicy:
+class CallablePolicy(_Backoff):
     """A wait computed by a function of the attempt number (seconds or a timedelta)."""
 
     function: Callable[[int], Any]
@@ -98,11 +105,6 @@ class CallablePolicy:
                 f"it must return a number of seconds >= 0 or a timedelta."
             )
         return timedelta(seconds=seconds)
-
-    def next_run(self, attempts: int, max_attempts: int, now: datetime) -> datetime | None:
-        if attempts >= max_attempts:
-            return None
-        return now + self.delay(attempts)
 
 
 def _is_number(value: Any) -> bool:
