@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from background_task.core.schedules import TaskSchedule
 from background_task.core.serialization import params_dumper, task_hash
+from background_task.core.uniqueness import UniqueSpec
 from background_task.store.ids import new_task_ids
 from background_task.store.inserting import insert_many, insert_one
 from background_task.store.models import Task, build_task
+from background_task.store.unique import insert_unique
 
 
 class Call(NamedTuple):
@@ -47,12 +49,15 @@ def schedule_task(
     on_worker_lost: str | None = None,
     result_ttl: int | None = None,
     retry_delay: str | None = None,
+    unique: UniqueSpec | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
 
     Inside ``transaction.atomic()`` the row is written in that transaction:
-    others see it only on commit, and a rollback removes it.
+    others see it only on commit, and a rollback removes it. With ``unique``,
+    a waiting row with the same key is returned instead (``deduplicated``
+    set) and nothing is written.
     """
     task = build_task(
         task_name,
@@ -71,9 +76,11 @@ def schedule_task(
         on_worker_lost=on_worker_lost,
         result_ttl=result_ttl,
         retry_delay=retry_delay,
+        unique=unique,
     )
+    insert = insert_unique if unique is not None else insert_one
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
-        return insert_one(task, using)
+        return insert(task, using)
     with transaction.atomic(using=using):
         same = Task.objects.using(using).waiting_copies(task.task_hash)
         if remove_existing_tasks:
@@ -85,6 +92,8 @@ def schedule_task(
                 return None
         elif action == TaskSchedule.CHECK_EXISTING and same.exists():
             return None
+        if unique is not None:
+            return insert_unique(task, using)
         task.save(using=using, force_insert=True)
     return task
 
@@ -131,3 +140,36 @@ def bulk_schedule(
             yield params, task_hash(task_name, params), next(ids)
 
     return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)
+
+
+def bulk_schedule_unique(
+    task_name: str,
+    calls: Iterable[Any],
+    *,
+    unique: UniqueSpec,
+    using: str | None = None,
+    **options: Any,
+) -> list[Task]:
+    """Store many calls of a unique task, one INSERT per key, in one transaction.
+
+    Returns one row per call: the row it was stored as, or the waiting row
+    it was deduplicated into (``deduplicated`` set), which may be a row an
+    earlier call of the same batch stored. Every call is built (and
+    validated) before anything is written.
+    """
+    now = timezone.now()
+    tasks = [
+        build_task(task_name, *split_call(index, item), now=now, unique=unique, **options)
+        for index, item in enumerate(calls)
+    ]
+    alias = using or "default"
+    stored: dict[str, Task] = {}
+    rows: list[Task] = []
+    with transaction.atomic(using=alias):
+        for task in tasks:
+            key = str(task.unique_key)
+            row = stored.get(key)
+            if row is None:
+                row = stored[key] = insert_unique(task, alias)
+            rows.append(row)
+    return rows

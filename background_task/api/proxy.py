@@ -15,6 +15,13 @@ from background_task.core.options import pick_ttl, ttl_seconds, validate_options
 from background_task.core.retry import Policy, exception_types, make_policy, stored_policy
 from background_task.core.schedules import TaskSchedule
 from background_task.core.signals import listened, task_created
+from background_task.core.uniqueness import (
+    UNTIL_START,
+    KeySource,
+    UniqueSpec,
+    check_source,
+    check_until,
+)
 
 if TYPE_CHECKING:
     from background_task.store.models import Task
@@ -34,7 +41,28 @@ CONTROL_KWARGS = (
     "ttl",
     "save_results",
     "retry_delay",
+    "unique",
+    "unique_key",
+    "unique_until",
 )
+
+
+def unique_spec(unique: bool | None, key: Any, until: Any, *, per_call: bool) -> UniqueSpec | None:
+    """How calls are made unique, from ``unique``, ``unique_key`` and
+    ``unique_until`` (a key or an ``until`` implies ``unique=True``);
+    None: not unique. Bad values raise TypeError or ValueError."""
+    if unique is not None and not isinstance(unique, bool):
+        raise TypeError(f"unique must be True or False, not {type(unique).__name__} {unique!r}.")
+    source = check_source(key, per_call=per_call)
+    if unique is False:
+        if key is not None or until is not None:
+            raise ValueError(
+                "unique_key and unique_until make a task unique; unique=False contradicts them."
+            )
+        return None
+    if not unique and key is None and until is None:
+        return None
+    return UniqueSpec(source, check_until(UNTIL_START if until is None else until))
 
 
 def _completing(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,6 +95,9 @@ class TaskProxy:
         retry_delay: Any = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        unique: bool | None = None,
+        unique_key: KeySource = None,
+        unique_until: str | None = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -92,6 +123,8 @@ class TaskProxy:
         self.dont_retry_on = (
             None if dont_retry_on is None else exception_types(dont_retry_on, "dont_retry_on")
         )
+        #: How calls are deduplicated (None: they are not); see :func:`unique_spec`.
+        self.unique = unique_spec(unique, unique_key, unique_until, per_call=False)
         if runner is None:
             runner = DBTaskRunner()
         self.runner = runner
@@ -106,8 +139,10 @@ class TaskProxy:
         The control keywords (``schedule``, ``priority``, ``queue``,
         ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
         ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``, ``ttl`` or
-        ``save_results``, ``retry_delay``) are taken out before the arguments
-        are stored.
+        ``save_results``, ``retry_delay``, ``unique``, ``unique_key``,
+        ``unique_until``) are taken out before the arguments are stored.
+        A unique task returns the waiting run with the same key, if there
+        is one, with ``deduplicated`` set, and queues nothing.
         """
         # (The common call passes none of them: checked cheaply, it is the
         # hot path of every enqueue.)
@@ -122,6 +157,8 @@ class TaskProxy:
         if "schedule" in controls:
             schedule = TaskSchedule.create(controls["schedule"]).merge(schedule)
         priority = controls.get("priority")
+        unique = self.unique if not controls else self.call_unique(controls)
+        options = {} if unique is None else {"unique": unique}
         return self.runner.schedule(  # type: ignore[no-any-return]
             self.name,
             args,
@@ -141,6 +178,26 @@ class TaskProxy:
             on_worker_lost=controls.get("on_worker_lost", self.on_worker_lost),
             result_ttl=self.ttl if ttl is None else ttl_seconds(ttl),
             retry_delay=None if retry_delay is None else stored_policy(retry_delay),
+            **options,
+        )
+
+    def call_unique(self, controls: dict[str, Any]) -> UniqueSpec | None:
+        """The uniqueness of one call: the decorator's, changed by the call's
+        ``unique``, ``unique_key`` and ``unique_until``."""
+        if not any(key in controls for key in ("unique", "unique_key", "unique_until")):
+            return self.unique
+        unique = controls.get("unique")
+        if unique is None and self.unique is not None:
+            unique = True
+        spec = unique_spec(
+            unique, controls.get("unique_key"), controls.get("unique_until"), per_call=True
+        )
+        if spec is None or self.unique is None:
+            return spec
+        # Options the call leaves out come from the decorator.
+        return UniqueSpec(
+            spec.source if "unique_key" in controls else self.unique.source,
+            spec.until if "unique_until" in controls else self.unique.until,
         )
 
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
@@ -160,6 +217,7 @@ class TaskProxy:
         repeat: Any = None,
         repeat_until: Any = None,
         retry_delay: Any = None,
+        unique: bool | None = None,
         batch_size: int = 1000,
     ) -> list[Task]:
         """Queue many runs at once with multi-row INSERTs; return the saved rows.
@@ -168,17 +226,26 @@ class TaskProxy:
         ``background_task.call(*args, **kwargs)``. The options apply to every
         row, over the decorator's defaults. Nothing is stored if any item is
         invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
+
+        A unique task (or ``unique=True``) stores one row per key, row by row:
+        the list then holds, for each call, the row it was queued as or
+        deduplicated into (one row may stand for several calls).
         """
         # Imported at the first call, once the apps are loaded (it needs the models).
-        from background_task.api.enqueue import bulk_schedule
+        from background_task.api.enqueue import bulk_schedule, bulk_schedule_unique
 
         merged = TaskSchedule.create(schedule).merge(self.schedule)
         if merged.action != TaskSchedule.SCHEDULE:
             raise ValueError("bulk() cannot apply schedule actions; call the task once per row.")
-        rows = bulk_schedule(
+        spec = self.unique if unique is None else self.call_unique({"unique": unique})
+        options: dict[str, Any] = {"batch_size": batch_size}
+        store: Callable[..., list[Task]] = bulk_schedule
+        if spec is not None:
+            store, options = bulk_schedule_unique, {"unique": spec}
+        rows = store(
             self.name,
             calls,
-            batch_size=batch_size,
+            **options,
             run_at=merged.run_at,
             priority=merged.priority if priority is None else priority,
             queue=queue or self.queue,
@@ -192,11 +259,15 @@ class TaskProxy:
             result_ttl=self.ttl,
             retry_delay=None if retry_delay is None else stored_policy(retry_delay),
         )
+        if spec is not None:
+            new = list({id(row): row for row in rows if not row.deduplicated}.values())
+        else:
+            new = rows
         if listened(task_created, DBTaskRunner):
-            for row in rows:
+            for row in new:
                 task_created.send(sender=DBTaskRunner, task=row)
         if eager():
-            for row in rows:
+            for row in new:
                 run_in_process(row)
         return rows
 

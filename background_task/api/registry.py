@@ -21,7 +21,7 @@ from background_task.api.periodic import (
     crontab_of,
     define,
 )
-from background_task.api.proxy import TaskProxy
+from background_task.api.proxy import TaskProxy, unique_spec
 from background_task.api.runner import DBTaskRunner, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
@@ -71,6 +71,9 @@ class Tasks:
         retry_delay: Any = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        unique: bool | None = None,
+        unique_key: Any = None,
+        unique_until: str | None = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -90,6 +93,9 @@ class Tasks:
         retry_delay: Any = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        unique: bool | None = None,
+        unique_key: Any = None,
+        unique_until: str | None = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -107,7 +113,12 @@ class Tasks:
         ``RetryPolicy`` or a dict of its fields; default the
         BACKGROUND_TASK_RETRY_POLICY setting, else 1.2.8's backoff);
         ``retry_on`` (exception classes) retries only those failures and
-        ``dont_retry_on`` fails at once on those.
+        ``dont_retry_on`` fails at once on those. ``unique=True`` queues
+        nothing while a run with the same key waits (the call returns that
+        run): the key is the call's arguments, or ``unique_key`` (a string,
+        or a callable given the call's arguments that returns one), kept
+        until the run starts (``unique_until="start"``) or finishes
+        (``"finish"``).
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -131,6 +142,7 @@ class Tasks:
         dont_retry_on = (
             None if dont_retry_on is None else exception_types(dont_retry_on, "dont_retry_on")
         )
+        unique_spec(unique, unique_key, unique_until, per_call=False)  # checked now
 
         def decorator(fn: F) -> TaskProxy:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -150,6 +162,16 @@ class Tasks:
                 retry_delay=policy,
                 retry_on=retry_on,
                 dont_retry_on=dont_retry_on,
+                # Only when given: a project's TaskProxy subclass may predate them.
+                **{  # type: ignore[arg-type]
+                    option: value
+                    for option, value in (
+                        ("unique", unique),
+                        ("unique_key", unique_key),
+                        ("unique_until", unique_until),
+                    )
+                    if value is not None
+                },
             )
             self.register(proxy)
             return proxy

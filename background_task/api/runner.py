@@ -45,9 +45,9 @@ class DBTaskRunner:
 
     def schedule(self, task_name: str, args: Any, kwargs: Any, **options: Any) -> Task | None:
         """Store one call (see :func:`background_task.api.enqueue.schedule_task`) and
-        send ``task_created`` for a new row."""
+        send ``task_created`` for a new row (not for a unique task's waiting twin)."""
         task = self._schedule_task(task_name, args, kwargs, **options)
-        if task is not None:
+        if task is not None and not task.deduplicated:
             task_created.send(sender=type(self), task=task)
             if eager():
                 run_in_process(task)

@@ -20,6 +20,7 @@ from background_task.core.options import validate_options
 from background_task.core.schedules import _check_priority, aware, repeat_fields
 from background_task.core.serialization import dumps_params, task_hash
 from background_task.core.signals import listened
+from background_task.core.uniqueness import UniqueSpec, call_key
 
 M = TypeVar("M", bound=models.Model)
 
@@ -59,6 +60,7 @@ def build_row(
     on_worker_lost: str | None = None,
     result_ttl: int | None = None,
     retry_delay: str | None = None,
+    unique: UniqueSpec | None = None,
 ) -> M:
     """Validate one call and build its unsaved ``model`` row; bad values raise
     TypeError or ValueError naming the problem."""
@@ -108,6 +110,10 @@ def build_row(
     )
     if content_type is not None:
         task.creator_content_type = content_type  # type: ignore[attr-defined]
+    if unique is not None:
+        task.unique_key = call_key(  # type: ignore[attr-defined]
+            task_name, unique.source, unique.until, args or (), kwargs or {}, lambda: params
+        )
     return task
 
 

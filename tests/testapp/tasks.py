@@ -187,3 +187,20 @@ async def async_current() -> list[object]:
     current = current_task()
     await asyncio.sleep(0)
     return [current.task_id, current.attempt] if current is not None else []
+
+
+# -- unique tasks --------------------------------------------------------------------
+
+
+@background(unique=True)
+def unique_record(key: str = "") -> str:
+    """A unique task: one waiting run per ``key``."""
+    _record("unique_record", key)
+    return key
+
+
+@background(unique=True, unique_until="finish")
+def unique_until_finish(seconds: float = 0.0, key: str = "") -> None:
+    """A unique task whose key is held until the run finished."""
+    _record("unique_until_finish", key)
+    time.sleep(seconds)

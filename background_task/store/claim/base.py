@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 
 from background_task.core import status
 from background_task.store.models import Task, TaskQuerySet
+from background_task.store.models.keys import released_key
 
 
 @dataclass(frozen=True)
@@ -139,4 +140,6 @@ class ClaimStrategy:
             "claim_token": token,
             "last_attempted_at": request.now,
             "started_at": Coalesce("started_at", request.now),
+            # A unique task's key held until the start is free again.
+            "unique_key": released_key(),
         }

@@ -15,6 +15,7 @@ from background_task.core.conf import app_settings
 from background_task.store.claim.bands import PriorityBands
 from background_task.store.claim.base import ClaimRequest, ClaimStrategy
 from background_task.store.models import Task, tasks_from_db
+from background_task.store.models.keys import released_key_sql
 
 #: Stands for "now" while a claim statement is compiled; the positions where
 #: it lands among the parameters are where each claim puts its own time.
@@ -124,6 +125,11 @@ class ReturningClaimStrategy(ClaimStrategy):
         now_positions: list[int] = []
         token_position = worker_position = -1
         for column, value in self.claim_values(shaped, "").items():
+            if column == "unique_key":
+                expression, expression_params = released_key_sql(quote)
+                assignments.append(f"{quote(column)} = {expression}")
+                params.extend(expression_params)
+                continue
             if isinstance(value, Coalesce):
                 assignments.append(f"{quote(column)} = COALESCE({quote(column)}, %s)")
             else:

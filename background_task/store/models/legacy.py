@@ -26,6 +26,7 @@ from background_task.core.errors import error_record, format_traceback
 from background_task.core.exceptions import InvalidTaskError
 from background_task.core.retry import DEFAULT_POLICY
 from background_task.core.signals import task_failed, task_rescheduled
+from background_task.store.models.keys import released_key
 from background_task.store.models.worker import WorkerProcess
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def lock(task: Task, locked_by: str) -> Task | None:
             claim_token=token,
             last_attempted_at=now,
             started_at=Coalesce("started_at", now),
+            unique_key=released_key(),
         )
     )
     if not updated:

@@ -51,6 +51,10 @@ class BaseTask(TaskColumns):
     class Meta:
         abstract = True
 
+    #: True on the row a call of a unique task returned instead of queueing a
+    #: new one (a waiting run with the same key was there already).
+    deduplicated = False
+
     def __str__(self) -> str:
         return self.verbose_name or self.task_name
 
