@@ -30,7 +30,10 @@ __all__ = [
     "delayed_task",
     "enqueue",
     "get_result",
+    "pause_queue",
+    "paused_queues",
     "periodic_task",
+    "resume_queue",
 ]
 
 
@@ -71,6 +74,29 @@ def get_result(task_id: str) -> Any:
     from background_task.api.control import get_result as find
 
     return find(task_id)
+
+
+def pause_queue(queue: str | None, *, reason: str = "") -> bool:
+    """Pause a queue (None: the default queue): within a second no worker
+    claims its tasks; queueing still works and running tasks finish. False
+    if it was paused already."""
+    from background_task.api.queues import pause_queue as pause
+
+    return pause(queue, reason=reason)
+
+
+def resume_queue(queue: str | None) -> bool:
+    """Resume a paused queue; False if it was not paused."""
+    from background_task.api.queues import resume_queue as resume
+
+    return resume(queue)
+
+
+def paused_queues() -> list[Any]:
+    """The paused queues (``PausedQueue`` rows: ``name``, ``paused_at``, ``reason``)."""
+    from background_task.api.queues import paused_queues as paused
+
+    return paused()
 
 
 async def aenqueue(task_name: str, *args: Any, **kwargs: Any) -> Any:

@@ -44,6 +44,7 @@ from background_task.store import metrics
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
+from background_task.store.pausing import paused_names
 from background_task.store.pruning import prune_expired
 
 logger = logging.getLogger("background_task.worker")
@@ -59,6 +60,7 @@ FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
+PAUSE_CHECK_INTERVAL = 1.0  # seconds a read of the paused queues is used for claims
 
 
 class Worker(SignalStops):
@@ -131,6 +133,8 @@ class Worker(SignalStops):
         self._schedule_due_in: float | None = None  # seconds from the last check
         self._task_due_in: float | None = None  # seconds to the next waiting task's run_at
         self._woken = False  # the next step follows an idle wait (housekeeping done)
+        self._paused: tuple[str | None, ...] = ()  # paused queues, read at _paused_read
+        self._paused_read = float("-inf")  # monotonic seconds
         self._retried_at_once = False  # a lost connection was retried without waiting
         self._mean_duration: float | None = None  # seconds, smoothed over recent tasks
         self._outage_delay = 0.0
@@ -262,6 +266,7 @@ class Worker(SignalStops):
             self.registry.names(),
             self.queues,
             self.backends,
+            self.paused_queues(),
         )
         batch = self.strategy.claim(request)
         if not batch and not self._running and not request.empty:
@@ -291,6 +296,14 @@ class Worker(SignalStops):
             # Successes are never held past the batch that produced them.
             self.executor.flush()
         return len(batch)
+
+    def paused_queues(self) -> tuple[str | None, ...]:
+        """The paused queues, read at most once a second: a queue paused
+        now gets no new claims from this worker a second from now."""
+        if time.monotonic() - self._paused_read >= PAUSE_CHECK_INTERVAL:
+            self._paused = paused_names(self.using)
+            self._paused_read = time.monotonic()
+        return self._paused
 
     def _step_through(self, runner: DBTaskRunner) -> int:
         """Claim and run one task through a project's runner, as 1.2.8's
@@ -416,6 +429,8 @@ class Worker(SignalStops):
             if self._task_due_in is not None:  # and for the next waiting task
                 wait_for = min(wait_for, max(self._task_due_in, MIN_DUE_WAIT))
                 self._task_due_in = None
+            if self._paused:  # and to see a resumed queue's tasks
+                wait_for = min(wait_for, PAUSE_CHECK_INTERVAL)
             self.strategy.wait(wait_for, self.stopping)
             self._woken = True
 

@@ -14,7 +14,7 @@ from django.db.models import Count, Min, Q
 
 from background_task.core import status
 from background_task.core.conf import app_settings
-from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess
+from background_task.store.models import CompletedTask, PausedQueue, Schedule, Task, WorkerProcess
 
 
 def _queue_name(queue: str | None) -> str:
@@ -62,14 +62,28 @@ def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
     finished = history.filter(run_at__gte=hour_ago).aggregate(
         hour=Count("id"), minute=Count("id", filter=Q(run_at__gte=minute_ago))
     )
+    paused = paused_queues(using)
+    for entry in queues.values():
+        entry["paused"] = False
+    for stopped in paused:
+        queue(stopped["queue"])["paused"] = True
     return {
         "at": now.isoformat(),
         "queues": dict(sorted(queues.items())),
+        "paused_queues": paused,
         "finished_last_minute": finished["minute"],
         "finished_last_hour": finished["hour"],
         "workers": workers(now, using),
         "schedules": schedules(using),
     }
+
+
+def paused_queues(using: str = "default") -> list[dict[str, Any]]:
+    """The paused queues (``queue`` None: the default one), when and why."""
+    return [
+        {"queue": row.name, "paused_at": row.paused_at.isoformat(), "reason": row.reason}
+        for row in PausedQueue.objects.using(using).order_by("queue")
+    ]
 
 
 def workers(now: datetime, using: str = "default") -> list[dict[str, Any]]:

@@ -15,10 +15,17 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
 
+from background_task.api import queues
 from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.runtime import scheduler
-from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess
+from background_task.store.models import (
+    CompletedTask,
+    PausedQueue,
+    Schedule,
+    Task,
+    WorkerProcess,
+)
 from background_task.web import dashboard
 
 
@@ -116,10 +123,32 @@ def dec_priority(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]
     queryset.update(priority=F("priority") - 1)
 
 
+def _queues_of(queryset: QuerySet[Task]) -> list[str | None]:
+    names = {queue or None for queue in queryset.values_list("queue", flat=True).distinct()}
+    return sorted(names, key=lambda name: name or "")
+
+
+@admin.action(description="Pause the queues of the selected tasks", permissions=["change"])
+def pause_queues(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    """Workers claim nothing from those queues until they are resumed."""
+    names = _queues_of(queryset)
+    for name in names:
+        queues.pause_queue(name, reason=f"paused in the admin by {request.user}")
+    listed = ", ".join(name or "<default>" for name in names)
+    modeladmin.message_user(request, f"Paused: {listed}.", messages.SUCCESS)
+
+
+@admin.action(description="Resume the queues of the selected tasks", permissions=["change"])
+def resume_queues(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    names = [name for name in _queues_of(queryset) if queues.resume_queue(name)]
+    listed = ", ".join(name or "<default>" for name in names) or "none was paused"
+    modeladmin.message_user(request, f"Resumed: {listed}.", messages.SUCCESS)
+
+
 @admin.register(Task)
 class TaskAdmin(BaseTaskAdmin):
     list_display = [*BaseTaskAdmin.list_display, "locked_by_pid_running"]
-    actions = [run_now, inc_priority, dec_priority]
+    actions = [run_now, inc_priority, dec_priority, pause_queues, resume_queues]
     change_list_template = "admin/background_task/task/change_list.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -221,6 +250,39 @@ class WorkerProcessAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(PausedQueue)
+class PausedQueueAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Paused queues: adding one pauses it, deleting one resumes it (idle
+    workers are woken); a queue's name is '' for the default queue."""
+
+    list_display = ["__str__", "paused_at", "reason"]
+    fields = ["queue", "reason"]
+    actions = ["resume"]
+
+    def save_model(self, request: HttpRequest, obj: PausedQueue, form: Any, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["reason"])
+            return
+        obj.paused_at = timezone.now()
+        obj.save()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["queue"] if obj is not None else []
+
+    def delete_model(self, request: HttpRequest, obj: PausedQueue) -> None:
+        queues.resume_queue(obj.name)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PausedQueue]) -> None:
+        for row in queryset:
+            queues.resume_queue(row.name)
+
+    @admin.action(description="Resume the selected queues", permissions=["delete"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[PausedQueue]) -> None:
+        rows = list(queryset)
+        resumed = sum(queues.resume_queue(row.name) for row in rows)
+        self.message_user(request, f"{resumed} queue(s) resumed.", messages.SUCCESS)
 
 
 @admin.register(Schedule)

@@ -185,6 +185,7 @@ def collect(now: datetime, window: str = DEFAULT_WINDOW, using: str = "default")
         "windows": list(WINDOWS),
         "depth": depth,
         "queues": sorted(depth["queues"].items()),
+        "paused": stats.paused_queues(using),
         "task_stats": task_statistics(runs),
         "runs_looked_at": len(runs),
         "runs_capped": len(runs) == STATS_ROWS,

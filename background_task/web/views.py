@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.core.exceptions import TaskNotFound
+from background_task.store import stats
 from background_task.store.models import BaseTask, CompletedTask, Task, find_task
 
 MAX_LIST = 100  # rows a list request returns at most
@@ -118,4 +119,6 @@ def task_list(request: HttpRequest) -> JsonResponse:
         describe_task(task, bool(app_settings.STATUS_DETAILS_PERMISSION(request, task)))
         for task in rows[:limit]
     ]
-    return JsonResponse({"tasks": tasks, "count": len(tasks)})
+    return JsonResponse(
+        {"tasks": tasks, "count": len(tasks), "paused_queues": stats.paused_queues()}
+    )

@@ -70,7 +70,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [f"Queues at {data['at']}:"]
     rows = [
         [
-            name,
+            name + (" (paused)" if q.get("paused") else ""),
             str(q["waiting"]),
             str(q["due"]),
             str(q["running"]),
@@ -84,6 +84,11 @@ def render(data: dict[str, Any]) -> str:
         lines += ["  " + line for line in _table(headers, rows)]
     else:
         lines.append("  (no tasks queued)")
+    for paused in data.get("paused_queues", []):
+        reason = f": {paused['reason']}" if paused["reason"] else ""
+        lines.append(
+            f"Paused: {paused['queue'] or '<default>'} since {paused['paused_at']}{reason}"
+        )
     lines.append(
         f"Finished: {data['finished_last_minute']} in the last minute, "
         f"{data['finished_last_hour']} in the last hour"

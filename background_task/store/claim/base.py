@@ -29,11 +29,20 @@ class ClaimRequest:
     queues: Sequence[str | None] | None = None  # None: every queue
     #: ``django.tasks`` backend aliases whose rows this worker runs (any task name).
     backends: Sequence[str] = ()
+    #: Paused queues (None: the default queue): nothing of theirs is claimed.
+    paused: Sequence[str | None] = ()
 
     @property
     def empty(self) -> bool:
-        """Nothing can be claimed: no room, or no task this worker could run."""
-        return self.limit <= 0 or not (self.names or self.backends)
+        """Nothing can be claimed: no room, no task this worker could run, or
+        every queue it serves is paused."""
+        if self.limit <= 0 or not (self.names or self.backends):
+            return True
+        return (
+            bool(self.paused)
+            and self.queues is not None
+            and all((queue or None) in self.paused for queue in self.queues)
+        )
 
 
 class ClaimStrategy:
@@ -69,7 +78,10 @@ class ClaimStrategy:
             )
         else:
             qs = qs.filter(task_name__in=list(request.names))
-        return qs.in_queues(request.queues).in_claim_order()
+        qs = qs.in_queues(request.queues)
+        if request.paused:
+            qs = qs.outside_queues(request.paused)
+        return qs.in_claim_order()
 
     def claim(self, request: ClaimRequest) -> list[Task]:
         """Claim up to ``request.limit`` tasks and return them, marked running."""

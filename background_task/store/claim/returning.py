@@ -100,6 +100,7 @@ class ReturningClaimStrategy(ClaimStrategy):
             tuple(request.names),
             None if request.queues is None else tuple(request.queues),
             tuple(request.backends),
+            tuple(request.paused),
             request.limit,
             app_settings.BACKGROUND_TASK_PRIORITY_ORDERING,
             request.now.tzinfo is None,

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.models import Task
+from background_task.store.pausing import paused_names
 
 #: Expired locks tried per call, at most (1.2.8 tried its first five candidates).
 TAKEOVER_CANDIDATES = 5
@@ -28,16 +29,19 @@ def claim_one(
     in a process that died) is taken over, as 1.2.8 did: the new claim
     token fences the old holder, whose writes then change nothing. A task
     held by a registered worker is never taken; the recovery of lost
-    workers settles those.
+    workers settles those. Paused queues are left alone.
     """
     now = timezone.now()
-    request = ClaimRequest(worker_id, 1, now, names, [queue] if queue else None)
+    paused = paused_names(using)
+    request = ClaimRequest(worker_id, 1, now, names, [queue] if queue else None, paused=paused)
     claimed = get_strategy(using).claim(request)
     if claimed:
         return claimed[0]
     expired = Task.objects.using(using).orphaned(now, None).filter(task_name__in=names)
     if queue:
         expired = expired.filter(queue=queue)
+    if paused:
+        expired = expired.outside_queues(paused)
     for task in expired.in_claim_order()[:TAKEOVER_CANDIDATES]:
         taken: Task | None = task.lock(worker_id)
         if taken is not None:

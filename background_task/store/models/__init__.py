@@ -4,7 +4,7 @@
 - :mod:`.task`: ``Task``, ``CompletedTask`` and ``BaseTask``, the handle API;
 - :mod:`.querysets` and :mod:`.manager`: their named states and 1.2.8's manager;
 - :mod:`.worker`: ``WorkerProcess``; :mod:`.schedule`: ``Schedule``, ``ScheduleFire``;
-- :mod:`.sample`: ``QueueSample``.
+- :mod:`.sample`: ``QueueSample``; :mod:`.queue`: ``PausedQueue``.
 
 Django loads them through :mod:`background_task.models`, the app's models module.
 """
@@ -18,6 +18,7 @@ from background_task.core.options import (
 from background_task.store.ids import new_task_id, new_task_ids
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet, TaskQuerySet
+from background_task.store.models.queue import PausedQueue
 from background_task.store.models.sample import QueueSample
 from background_task.store.models.schedule import Schedule, ScheduleFire
 from background_task.store.models.task import (
@@ -38,6 +39,7 @@ __all__ = [
     "BaseTask",
     "CompletedTask",
     "CompletedTaskQuerySet",
+    "PausedQueue",
     "QueueSample",
     "Schedule",
     "ScheduleFire",

@@ -46,6 +46,19 @@ class TaskQuerySet(models.QuerySet["Task"]):
             condition |= Q(queue__isnull=True)
         return self.filter(condition)
 
+    def outside_queues(self, queues: Sequence[str | None]) -> TaskQuerySet:
+        """Leave out the given queues (None or "": the default queue)."""
+        names = [q for q in queues if q]
+        conditions = [Q(queue__in=names)] if names else []
+        if any(not q for q in queues):
+            conditions += [Q(queue__isnull=True), Q(queue="")]
+        if not conditions:
+            return self
+        condition = conditions[0]
+        for other in conditions[1:]:
+            condition |= other
+        return self.exclude(condition)
+
     def waiting_copies(self, digest: str) -> TaskQuerySet:
         """Unclaimed waiting tasks of the same name and arguments."""
         return self.filter(status=status.WAITING, task_hash=digest, locked_by=None)
