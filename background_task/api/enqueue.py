@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from django.db import models, transaction
 from django.utils import timezone
 
+from background_task.core.limits import LimitSpec
 from background_task.core.schedules import TaskSchedule
 from background_task.core.serialization import params_dumper, task_hash
 from background_task.core.uniqueness import UniqueSpec
@@ -50,6 +51,7 @@ def schedule_task(
     result_ttl: int | None = None,
     retry_delay: str | None = None,
     unique: UniqueSpec | None = None,
+    limit: LimitSpec | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
@@ -77,6 +79,7 @@ def schedule_task(
         result_ttl=result_ttl,
         retry_delay=retry_delay,
         unique=unique,
+        limit=limit,
     )
     insert = insert_unique if unique is not None else insert_one
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
@@ -142,20 +145,21 @@ def bulk_schedule(
     return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)
 
 
-def bulk_schedule_unique(
+def bulk_schedule_each(
     task_name: str,
     calls: Iterable[Any],
     *,
-    unique: UniqueSpec,
+    unique: UniqueSpec | None = None,
     using: str | None = None,
     **options: Any,
 ) -> list[Task]:
-    """Store many calls of a unique task, one INSERT per key, in one transaction.
+    """Store many calls, each row built on its own, in one transaction: for
+    unique tasks (one INSERT per key) and keys computed per call.
 
-    Returns one row per call: the row it was stored as, or the waiting row
-    it was deduplicated into (``deduplicated`` set), which may be a row an
-    earlier call of the same batch stored. Every call is built (and
-    validated) before anything is written.
+    Returns one row per call: the row it was stored as, or for a unique
+    task the waiting row it was deduplicated into (``deduplicated`` set),
+    which may be a row an earlier call of the same batch stored. Every call
+    is built (and validated) before anything is written.
     """
     now = timezone.now()
     tasks = [
@@ -167,6 +171,9 @@ def bulk_schedule_unique(
     rows: list[Task] = []
     with transaction.atomic(using=alias):
         for task in tasks:
+            if unique is None:
+                rows.append(insert_one(task, alias))
+                continue
             key = str(task.unique_key)
             row = stored.get(key)
             if row is None:

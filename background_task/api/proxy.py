@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
 from background_task.core.coroutines import is_async, run_to_completion
+from background_task.core.limits import LimitSpec, check_key, check_limit
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
 from background_task.core.retry import Policy, exception_types, make_policy, stored_policy
 from background_task.core.schedules import TaskSchedule
@@ -44,6 +45,7 @@ CONTROL_KWARGS = (
     "unique",
     "unique_key",
     "unique_until",
+    "concurrency_key",
 )
 
 
@@ -63,6 +65,17 @@ def unique_spec(unique: bool | None, key: Any, until: Any, *, per_call: bool) ->
     if not unique and key is None and until is None:
         return None
     return UniqueSpec(source, check_until(UNTIL_START if until is None else until))
+
+
+def limit_spec(limit: Any, key: Any) -> LimitSpec | None:
+    """A task's concurrency limit from ``concurrency_limit`` and
+    ``concurrency_key``; None: no limit. Bad values raise TypeError or ValueError."""
+    source = check_key(key, per_call=False)
+    if limit is None:
+        if key is not None:
+            raise ValueError("concurrency_key needs concurrency_limit (how many may run at once).")
+        return None
+    return LimitSpec(check_limit(limit), source)
 
 
 def _completing(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,6 +111,8 @@ class TaskProxy:
         unique: bool | None = None,
         unique_key: KeySource = None,
         unique_until: str | None = None,
+        concurrency_limit: int | None = None,
+        concurrency_key: Any = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -125,6 +140,8 @@ class TaskProxy:
         )
         #: How calls are deduplicated (None: they are not); see :func:`unique_spec`.
         self.unique = unique_spec(unique, unique_key, unique_until, per_call=False)
+        #: At most this many runs with one key at once (None: no limit).
+        self.limit = limit_spec(concurrency_limit, concurrency_key)
         if runner is None:
             runner = DBTaskRunner()
         self.runner = runner
@@ -158,7 +175,16 @@ class TaskProxy:
             schedule = TaskSchedule.create(controls["schedule"]).merge(schedule)
         priority = controls.get("priority")
         unique = self.unique if not controls else self.call_unique(controls)
-        options = {} if unique is None else {"unique": unique}
+        options: dict[str, Any] = {} if unique is None else {"unique": unique}
+        if self.limit is not None:
+            options["limit"] = self.limit
+            if "concurrency_key" in controls:
+                options["limit"] = self.call_limit(controls["concurrency_key"])
+        elif "concurrency_key" in controls:
+            raise ValueError(
+                f"concurrency_key was given, but {self.name} has no concurrency_limit; "
+                f"set one on its decorator."
+            )
         return self.runner.schedule(  # type: ignore[no-any-return]
             self.name,
             args,
@@ -200,6 +226,11 @@ class TaskProxy:
             spec.until if "unique_until" in controls else self.unique.until,
         )
 
+    def call_limit(self, key: Any) -> LimitSpec:
+        """The decorator's limit with one call's ``concurrency_key``."""
+        assert self.limit is not None
+        return LimitSpec(self.limit.limit, check_key(key, per_call=True))
+
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
         """Queue a run from async code, as calling the proxy does:
         ``await send_invoice.aenqueue(42, schedule=60)``."""
@@ -227,21 +258,23 @@ class TaskProxy:
         row, over the decorator's defaults. Nothing is stored if any item is
         invalid. Schedule actions (CHECK_EXISTING, ...) need one call at a time.
 
-        A unique task (or ``unique=True``) stores one row per key, row by row:
+        A unique task (or ``unique=True``), or one whose concurrency key is
+        a callable, is stored row by row; a unique one stores one row per key:
         the list then holds, for each call, the row it was queued as or
         deduplicated into (one row may stand for several calls).
         """
         # Imported at the first call, once the apps are loaded (it needs the models).
-        from background_task.api.enqueue import bulk_schedule, bulk_schedule_unique
+        from background_task.api.enqueue import bulk_schedule, bulk_schedule_each
 
         merged = TaskSchedule.create(schedule).merge(self.schedule)
         if merged.action != TaskSchedule.SCHEDULE:
             raise ValueError("bulk() cannot apply schedule actions; call the task once per row.")
         spec = self.unique if unique is None else self.call_unique({"unique": unique})
-        options: dict[str, Any] = {"batch_size": batch_size}
+        options: dict[str, Any] = {"batch_size": batch_size, "limit": self.limit}
         store: Callable[..., list[Task]] = bulk_schedule
-        if spec is not None:
-            store, options = bulk_schedule_unique, {"unique": spec}
+        if spec is not None or (self.limit is not None and callable(self.limit.source)):
+            # Row by row: keys differ per call in ways the template rows cannot hold.
+            store, options = bulk_schedule_each, {"unique": spec, "limit": self.limit}
         rows = store(
             self.name,
             calls,

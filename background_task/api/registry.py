@@ -21,7 +21,7 @@ from background_task.api.periodic import (
     crontab_of,
     define,
 )
-from background_task.api.proxy import TaskProxy, unique_spec
+from background_task.api.proxy import TaskProxy, limit_spec, unique_spec
 from background_task.api.runner import DBTaskRunner, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
@@ -74,6 +74,8 @@ class Tasks:
         unique: bool | None = None,
         unique_key: Any = None,
         unique_until: str | None = None,
+        concurrency_limit: int | None = None,
+        concurrency_key: Any = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -96,6 +98,8 @@ class Tasks:
         unique: bool | None = None,
         unique_key: Any = None,
         unique_until: str | None = None,
+        concurrency_limit: int | None = None,
+        concurrency_key: Any = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -118,7 +122,10 @@ class Tasks:
         run): the key is the call's arguments, or ``unique_key`` (a string,
         or a callable given the call's arguments that returns one), kept
         until the run starts (``unique_until="start"``) or finishes
-        (``"finish"``).
+        (``"finish"``). ``concurrency_limit=N`` lets at most N runs with one
+        key run at once, across all workers; the key is the task's name, or
+        ``concurrency_key`` (a string, or a callable given the call's
+        arguments that returns one).
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -143,6 +150,7 @@ class Tasks:
             None if dont_retry_on is None else exception_types(dont_retry_on, "dont_retry_on")
         )
         unique_spec(unique, unique_key, unique_until, per_call=False)  # checked now
+        limit_spec(concurrency_limit, concurrency_key)
 
         def decorator(fn: F) -> TaskProxy:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -169,6 +177,8 @@ class Tasks:
                         ("unique", unique),
                         ("unique_key", unique_key),
                         ("unique_until", unique_until),
+                        ("concurrency_limit", concurrency_limit),
+                        ("concurrency_key", concurrency_key),
                     )
                     if value is not None
                 },

@@ -39,6 +39,7 @@ from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
 from background_task.runtime.slots import TaskSlots
+from background_task.store import limits
 from background_task.store.deleting import delete_claimed
 from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
@@ -64,7 +65,7 @@ class Outcome:
     """What became of one run."""
 
     task: Task
-    result: str  # "done", "retry", "failed" or "lost"
+    result: str  # "done", "retry", "failed", "lost", or "blocked" (it did not start)
     duration: float  # seconds
 
 
@@ -161,7 +162,37 @@ class TaskExecutor:
         With ``defer_success`` (and no receivers of the success signals), a
         success is queued for :meth:`flush`, which records many in one
         transaction; failures are always recorded at once.
+
+        A task with a concurrency limit first takes a slot of its key; when
+        none is free it is blocked instead (outcome ``"blocked"``: it did not
+        start). Its outcome is recorded at once, and then the blocked tasks
+        its slot can take are woken.
         """
+        if task.concurrency_limit is not None:
+            if self.persist(partial(self._admit, task)) != "admitted":
+                return Outcome(task, "blocked", 0.0)
+            try:
+                return self._execute(task, defer_success=False)
+            finally:
+                self.wake_blocked(task)
+        return self._execute(task, defer_success=defer_success)
+
+    def _admit(self, task: Task) -> str:
+        return "admitted" if limits.acquire(task, self.using) else "blocked"
+
+    def wake_blocked(self, task: Task) -> None:
+        """Wake the tasks blocked on ``task``'s key now that its run ended
+        (nothing for a task without a concurrency limit)."""
+        if task.concurrency_key is None or task.concurrency_limit is None:
+            return
+        try:
+            limits.wake(
+                task.concurrency_key, task.concurrency_limit, self.using, ended=task.task_id
+            )
+        except DatabaseError as exc:  # the workers' sweep wakes them later
+            logger.warning("Could not wake tasks blocked on %s: %s", task.concurrency_key, exc)
+
+    def _execute(self, task: Task, *, defer_success: bool) -> Outcome:
         started = time.monotonic()
         attempt = task.attempts + 1
         logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)

@@ -138,6 +138,7 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
             executor.record_lost(task, WorkerLost(reason))
         except ClaimLost:
             continue  # settled by someone else in the meantime
+        executor.wake_blocked(task)
         recovered += 1
     if lost_after is not None:
         # Lost workers that hold no running task any more.

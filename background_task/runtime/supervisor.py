@@ -402,4 +402,5 @@ class Supervisor:
                     )
             except ClaimLost:
                 continue
+            executor.wake_blocked(task)
         WorkerProcess.objects.using(self.using).filter(worker_id=dead.worker_id).delete()

@@ -40,7 +40,7 @@ from background_task.runtime.execution import (
 from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
 from background_task.runtime.stopping import SignalStops
-from background_task.store import metrics
+from background_task.store import limits, metrics
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
@@ -288,6 +288,8 @@ class Worker(SignalStops):
                 except WorkerStopped:
                     self._release(batch[index + 1 :])
                     raise
+                if outcome.result == "blocked":
+                    continue
                 self.processed += 1
                 self._record_duration(outcome.duration)
                 self._flush_if_due()
@@ -444,11 +446,12 @@ class Worker(SignalStops):
     def _reap(self, done: set[Future[Any]]) -> None:
         for future in done:
             task = self._running.pop(future)
-            self.processed += 1
             error = future.exception()
             if error is not None:
+                self.processed += 1
                 logger.error("Task %s: worker error", task.task_id, exc_info=error)
-            else:
+            elif future.result().result != "blocked":
+                self.processed += 1
                 self._record_duration(future.result().duration)
 
     def _release(self, batch: Sequence[Task]) -> None:
@@ -487,6 +490,7 @@ class Worker(SignalStops):
                         t, WorkerStopped("The worker stopped before the task finished.")
                     )
                 )
+                self.executor.wake_blocked(task)
             logging.shutdown()
             os._exit(0)  # the pool's threads cannot be joined; their claims are settled
         self._pool.shutdown(wait=True)
@@ -504,6 +508,9 @@ class Worker(SignalStops):
         """
         tasks = Task.objects.using(self.using)
         recover_orphans(self.executor, now, None)
+        # Blocked tasks whose slots were freed by a run nobody woke them for
+        # (its worker died before it could): at most MAINTENANCE_INTERVAL late.
+        limits.wake_all(self.using)
         scheduler.prune_fires(now, self.using)
         prune_expired(now, self.using)
         if not self.registry.names():

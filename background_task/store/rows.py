@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from background_task.core.limits import LimitSpec
+from background_task.core.limits import call_key as limit_key
 from background_task.core.options import validate_options
 from background_task.core.schedules import _check_priority, aware, repeat_fields
 from background_task.core.serialization import dumps_params, task_hash
@@ -61,6 +63,7 @@ def build_row(
     result_ttl: int | None = None,
     retry_delay: str | None = None,
     unique: UniqueSpec | None = None,
+    limit: LimitSpec | None = None,
 ) -> M:
     """Validate one call and build its unsaved ``model`` row; bad values raise
     TypeError or ValueError naming the problem."""
@@ -110,6 +113,11 @@ def build_row(
     )
     if content_type is not None:
         task.creator_content_type = content_type  # type: ignore[attr-defined]
+    if limit is not None:
+        task.concurrency_limit = limit.limit  # type: ignore[attr-defined]
+        task.concurrency_key = limit_key(  # type: ignore[attr-defined]
+            task_name, limit.source, args or (), kwargs or {}
+        )
     if unique is not None:
         task.unique_key = call_key(  # type: ignore[attr-defined]
             task_name, unique.source, unique.until, args or (), kwargs or {}, lambda: params

@@ -22,7 +22,7 @@ def _queue_name(queue: str | None) -> str:
 
 
 def _empty_queue() -> dict[str, Any]:
-    return {"waiting": 0, "due": 0, "running": 0, "oldest_due_seconds": None}
+    return {"waiting": 0, "due": 0, "running": 0, "blocked": 0, "oldest_due_seconds": None}
 
 
 def queue_depths(now: datetime, using: str = "default") -> dict[str, dict[str, Any]]:
@@ -34,7 +34,7 @@ def queue_depths(now: datetime, using: str = "default") -> dict[str, dict[str, A
     queues: dict[str, dict[str, Any]] = {}
     for row in pending.values("queue", "status").annotate(n=Count("id")).order_by():
         entry = queues.setdefault(_queue_name(row["queue"]), _empty_queue())
-        if row["status"] in (status.WAITING, status.RUNNING):
+        if row["status"] in (status.WAITING, status.RUNNING, status.BLOCKED):
             entry[row["status"]] += row["n"]
     due = pending.filter(status=status.WAITING, run_at__lte=now)
     for row in due.values("queue").annotate(n=Count("id"), oldest=Min("run_at")).order_by():

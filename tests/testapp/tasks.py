@@ -204,3 +204,27 @@ def unique_until_finish(seconds: float = 0.0, key: str = "") -> None:
     """A unique task whose key is held until the run finished."""
     _record("unique_until_finish", key)
     time.sleep(seconds)
+
+
+# -- concurrency limits ----------------------------------------------------------------
+
+
+def _account(key: str, seconds: float = 0.0) -> str:
+    return "account-" + key.split(":")[0]
+
+
+@background(concurrency_limit=2, concurrency_key=_account)
+def limited(key: str, seconds: float = 0.0) -> None:
+    """At most two runs per account (the part of ``key`` before ':') at once;
+    records when each run started and ended."""
+    execution = _record("limited", key)
+    time.sleep(seconds)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+
+
+@background(concurrency_limit=1, max_attempts=2)
+def limited_failing(key: str = "") -> None:
+    """One run at a time; fails every attempt."""
+    _record("limited_failing", key)
+    raise RuntimeError("limited and failing")

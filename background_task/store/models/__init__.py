@@ -4,7 +4,8 @@
 - :mod:`.task`: ``Task``, ``CompletedTask`` and ``BaseTask``, the handle API;
 - :mod:`.querysets` and :mod:`.manager`: their named states and 1.2.8's manager;
 - :mod:`.worker`: ``WorkerProcess``; :mod:`.schedule`: ``Schedule``, ``ScheduleFire``;
-- :mod:`.sample`: ``QueueSample``; :mod:`.queue`: ``PausedQueue``.
+- :mod:`.sample`: ``QueueSample``; :mod:`.queue`: ``PausedQueue``;
+- :mod:`.limits`: ``ConcurrencyKey``, ``ConcurrencySlot``.
 
 Django loads them through :mod:`background_task.models`, the app's models module.
 """
@@ -16,6 +17,7 @@ from background_task.core.options import (
     VERBOSE_NAME_MAX_LENGTH,
 )
 from background_task.store.ids import new_task_id, new_task_ids
+from background_task.store.models.limits import ConcurrencyKey, ConcurrencySlot
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet, TaskQuerySet
 from background_task.store.models.queue import PausedQueue
@@ -39,6 +41,8 @@ __all__ = [
     "BaseTask",
     "CompletedTask",
     "CompletedTaskQuerySet",
+    "ConcurrencyKey",
+    "ConcurrencySlot",
     "PausedQueue",
     "QueueSample",
     "Schedule",

@@ -81,6 +81,9 @@ class TaskColumns(models.Model):
     # The call's retry_delay (JSON of a RetryPolicy); None: the decorator's,
     # else the setting's, else 1.2.8's backoff.
     retry_delay = models.TextField(null=True, blank=True)
+    # A concurrency limit: at most concurrency_limit tasks with this key run at once.
+    concurrency_key = models.CharField(max_length=190, null=True, blank=True)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         abstract = True

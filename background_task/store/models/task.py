@@ -112,6 +112,8 @@ class BaseTask(TaskColumns):
             "on_worker_lost": self.on_worker_lost,
             "repeat_rule": self.repeat_rule,
             "retry_delay": self.retry_delay,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
         }
 
     # -- the task as a handle ----------------------------------------------------
@@ -475,12 +477,14 @@ def _cancel(task: BaseTask, force: bool) -> bool:
     using = task._state.db
     rows = Task.objects.using(using)
     row = rows.filter(task_id=task.task_id).first()
-    if row is not None and row.status == status.WAITING:
+    if row is not None and row.status in (status.WAITING, status.BLOCKED):
         now = timezone.now()
         cancelled = row.completed_task(now, status=status.CANCELLED, expires_at=row.expiry(now))
         with transaction.atomic(using=using):
             # Only while nobody holds it: a claim in between makes it a running task.
-            deleted, _ = rows.filter(pk=row.pk, status=status.WAITING, claim_token=None).delete()
+            deleted, _ = rows.filter(
+                pk=row.pk, status__in=(status.WAITING, status.BLOCKED), claim_token=None
+            ).delete()
             if deleted:
                 cancelled.save(using=using, force_insert=True)
         if deleted:
