@@ -48,6 +48,11 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
     "drain_1p": ("tasks/s", "raw_claim", "no-op tasks, 1 worker process"),
     "drain_2p": ("tasks/s", "raw_claim", "no-op tasks, 2 worker processes"),
     "drain_io": ("tasks/s", None, "10 ms sleeping tasks, 2 processes x 8 threads"),
+    "drain_limited": (
+        "tasks/s",
+        "drain_2p",
+        "no-op tasks over 100 keys with concurrency_limit=1, 2 worker processes",
+    ),
     "backlog_drain": ("tasks/s", "drain_1p", "first --size tasks of a --backlog queue, 1 process"),
     "latency_p50": ("ms", None, "enqueue commit to task start, idle worker, default options"),
     "latency_p95": ("ms", None, "as above, 95th percentile"),
@@ -214,7 +219,11 @@ def reset() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        for table in ("background_task", "background_task_completedtask"):
+        for table in (
+            "background_task",
+            "background_task_completedtask",
+            "background_task_concurrencyslot",
+        ):
             if connection.vendor == "sqlite":
                 cursor.execute(f"DELETE FROM {table}")
             else:
@@ -502,6 +511,15 @@ def scenario_drain_io(size: int) -> float:
     return drained_rate(n)
 
 
+def scenario_drain_limited(size: int) -> float:
+    from benchmarks.benchapp.tasks import noop_limited
+
+    enqueue_noops(size, noop_limited)
+    analyze()
+    run_workers(2)
+    return drained_rate(size)
+
+
 def scenario_backlog_drain(size: int) -> float:
     enqueue_noops(OPTIONS["backlog"])
     analyze()
@@ -582,6 +600,7 @@ def child(args: argparse.Namespace) -> int:
         "drain_1p": make_drain(1),
         "drain_2p": make_drain(2),
         "drain_io": scenario_drain_io,
+        "drain_limited": scenario_drain_limited,
         "backlog_drain": scenario_backlog_drain,
         "latency_p50": scenario_latency,
     }

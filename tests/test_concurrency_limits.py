@@ -82,24 +82,30 @@ def test_over_the_limit_a_claimed_task_is_blocked_not_run(clock):
     blocked = Task.objects.get(pk=third.pk)
     assert blocked.status == "blocked" and blocked.claim_token is None
     assert blocked.locked_by is None and blocked.started_at is None
+    assert sorted(ConcurrencySlot.objects.values_list("key", "slot")) == [
+        ("account-7", 0),
+        ("account-7", 1),
+        ("account-8", 0),
+    ]
     # Blocked tasks are not claimed again (no busy loop).
     assert _claim(clock) == []
     # A slot frees when its run ends: the blocked task waits as usual again.
     Task.objects.filter(pk=first.pk).delete()
-    assert limits.wake("account-7", 2, ended=first.task_id) == 1
+    assert limits.release(claimed[first.pk], claimed[first.pk].claim_token) == 1
     assert Task.objects.get(pk=third.pk).status == "waiting"
     assert ConcurrencySlot.objects.filter(task_id=first.task_id).count() == 0
 
 
 @db
-def test_a_slot_of_a_run_that_was_put_back_counts_no_more(clock):
+def test_the_sweep_frees_the_slot_of_a_run_that_ended_without_giving_it_back(clock):
     first, second, third = (limited(f"7:{n}") for n in range(3))
     claimed = {task.pk: task for task in _claim(clock)}
     assert limits.acquire(claimed[first.pk]) and limits.acquire(claimed[second.pk])
     assert not limits.acquire(claimed[third.pk])
     # A lost worker's task goes back to waiting: its claim token is gone.
     Task.objects.filter(pk=first.pk).update(status="waiting", claim_token=None, locked_by=None)
-    assert limits.wake_all() == 1
+    assert limits.sweep() == 1
+    assert not ConcurrencySlot.objects.filter(task_id=first.task_id).exists()
     assert Task.objects.get(pk=third.pk).status == "waiting"
 
 

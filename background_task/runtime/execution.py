@@ -165,32 +165,31 @@ class TaskExecutor:
 
         A task with a concurrency limit first takes a slot of its key; when
         none is free it is blocked instead (outcome ``"blocked"``: it did not
-        start). Its outcome is recorded at once, and then the blocked tasks
-        its slot can take are woken.
+        start). When the run ends its slot is given back and the blocked
+        tasks the slot can take are woken.
         """
-        if task.concurrency_limit is not None:
-            if self.persist(partial(self._admit, task)) != "admitted":
-                return Outcome(task, "blocked", 0.0)
-            try:
-                return self._execute(task, defer_success=False)
-            finally:
-                self.wake_blocked(task)
-        return self._execute(task, defer_success=defer_success)
+        if task.concurrency_limit is None:
+            return self._execute(task, defer_success=defer_success)
+        if self.persist(partial(self._admit, task)) != "admitted":
+            return Outcome(task, "blocked", 0.0)
+        token = task.claim_token  # recording a retry clears it on the object
+        try:
+            return self._execute(task, defer_success=defer_success)
+        finally:
+            self.free_slot(task, token)
 
     def _admit(self, task: Task) -> str:
         return "admitted" if limits.acquire(task, self.using) else "blocked"
 
-    def wake_blocked(self, task: Task) -> None:
-        """Wake the tasks blocked on ``task``'s key now that its run ended
-        (nothing for a task without a concurrency limit)."""
-        if task.concurrency_key is None or task.concurrency_limit is None:
+    def free_slot(self, task: Task, token: str | None) -> None:
+        """Give back the concurrency slot of ``task``'s run under ``token``
+        (nothing for a task without a limit); a failure leaves it to the sweep."""
+        if task.concurrency_limit is None:
             return
         try:
-            limits.wake(
-                task.concurrency_key, task.concurrency_limit, self.using, ended=task.task_id
-            )
-        except DatabaseError as exc:  # the workers' sweep wakes them later
-            logger.warning("Could not wake tasks blocked on %s: %s", task.concurrency_key, exc)
+            limits.release(task, token, self.using)
+        except DatabaseError as exc:
+            logger.warning("Could not free the slot of task %s: %s", task.task_id, exc)
 
     def _execute(self, task: Task, *, defer_success: bool) -> Outcome:
         started = time.monotonic()

@@ -134,11 +134,12 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
                 f"({app_settings.MAX_RUN_TIME:g}s) and no live worker holds it."
             )
         logger.warning("Task %s (%s): %s", task.task_id, task.task_name, reason)
+        token = task.claim_token
         try:
             executor.record_lost(task, WorkerLost(reason))
         except ClaimLost:
             continue  # settled by someone else in the meantime
-        executor.wake_blocked(task)
+        executor.free_slot(task, token)
         recovered += 1
     if lost_after is not None:
         # Lost workers that hold no running task any more.

@@ -354,6 +354,7 @@ class Supervisor:
             status=status.RUNNING, locked_by=dead.worker_id
         )
         for task in held:
+            token = task.claim_token  # recording a retry clears it on the object
             try:
                 if dead.cancelled is not None and task.pk == dead.cancelled.pk:
                     executor.record_cancelled(
@@ -402,5 +403,5 @@ class Supervisor:
                     )
             except ClaimLost:
                 continue
-            executor.wake_blocked(task)
+            executor.free_slot(task, token)
         WorkerProcess.objects.using(self.using).filter(worker_id=dead.worker_id).delete()

@@ -490,7 +490,6 @@ class Worker(SignalStops):
                         t, WorkerStopped("The worker stopped before the task finished.")
                     )
                 )
-                self.executor.wake_blocked(task)
             logging.shutdown()
             os._exit(0)  # the pool's threads cannot be joined; their claims are settled
         self._pool.shutdown(wait=True)
@@ -510,7 +509,7 @@ class Worker(SignalStops):
         recover_orphans(self.executor, now, None)
         # Blocked tasks whose slots were freed by a run nobody woke them for
         # (its worker died before it could): at most MAINTENANCE_INTERVAL late.
-        limits.wake_all(self.using)
+        limits.sweep(self.using)
         scheduler.prune_fires(now, self.using)
         prune_expired(now, self.using)
         if not self.registry.names():

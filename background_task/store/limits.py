@@ -1,118 +1,140 @@
-"""Concurrency limits in the database: taking a slot before a run, and
-letting blocked tasks wait again once slots are free.
+"""Concurrency limits in the database: a run takes a slot of its key before
+it starts and gives it back when it ends.
 
-Every change to a key's slots first updates the key's :class:`ConcurrencyKey`
-row, inside the same transaction: the row lock (the write lock on SQLite)
-makes the count and the change that follows one step, so two workers can
-never both take the last slot, and a task is never blocked after the last
-holder looked for blocked tasks to wake (each sees the other's commit).
+A key's slots are the numbers 0 to limit - 1, and the unique constraint on
+(key, slot) of :class:`ConcurrencySlot` is the limit: taking a slot is one
+INSERT, and two runs can never hold one number. A run that finds no free
+number is *blocked* (it leaves its claim and no claim reads it).
+
+No blocked task is left behind, without any lock: a task that blocks
+commits its ``blocked`` status and then counts the key's slots again; a run
+that ends commits the deletion of its slot and then looks for blocked
+tasks. Each read sees every commit made before it began, so whichever of
+the two commits comes second, the read after it sees the other's change:
+either the blocking task finds the slot free, or the ending run finds the
+task blocked; both then wake blocked tasks (waking too many only makes one
+block again).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from background_task.core import status
-from background_task.store.models import ConcurrencyKey, ConcurrencySlot, Task
+from background_task.store.models import ConcurrencySlot, Task
 
 logger = logging.getLogger("background_task.worker")
 
 
-def _lock(key: str, now: datetime, using: str) -> None:
-    """Take ``key``'s row lock for the current transaction (creating the row)."""
-    keys = ConcurrencyKey.objects.using(using)
-    if keys.filter(key=key).update(touched_at=now):
-        return
-    try:
+@contextmanager
+def _savepoint(using: str) -> Iterator[None]:
+    """A savepoint inside a caller's transaction (a failed INSERT must not
+    break it); nothing in autocommit, where a failed statement is harmless."""
+    if connections[using].in_atomic_block:
         with transaction.atomic(using=using):
-            keys.create(key=key, touched_at=now)
-    except IntegrityError:  # another transaction created it first
-        keys.filter(key=key).update(touched_at=now)
+            yield
+    else:
+        yield
 
 
-def _held(key: str, using: str) -> int:
-    """Slots of ``key`` held by running tasks (a slot row of a run that ended
-    without :func:`wake` counts no more; :func:`wake_all` removes it)."""
-    holding = Task.objects.using(using).filter(
-        task_id=OuterRef("task_id"), claim_token=OuterRef("claim_token"), status=status.RUNNING
-    )
-    count: int = (
-        ConcurrencySlot.objects.using(using).filter(key=key).filter(Exists(holding)).count()
-    )
-    return count
+def _taken(key: str, using: str) -> list[int]:
+    return list(ConcurrencySlot.objects.using(using).filter(key=key).values_list("slot", flat=True))
 
 
 def acquire(task: Task, using: str = "default") -> bool:
     """Give the claimed ``task`` a slot of its key, or block it: True if it may run.
 
     A blocked task leaves its claim (fenced on the claim token) and waits,
-    unclaimable, until :func:`wake` lets it wait as usual again. False too
-    when the claim is no longer this task's (its run belongs to another).
+    unclaimable, until a run of its key ends (:func:`release`).
     """
     key, limit = task.concurrency_key, task.concurrency_limit
     if key is None or limit is None:
         return True
-    now = timezone.now()
-    tasks = Task.objects.using(using)
-    mine = tasks.filter(pk=task.pk, claim_token=task.claim_token, status=status.RUNNING)
     slots = ConcurrencySlot.objects.using(using)
-    with transaction.atomic(using=using):
-        _lock(key, now, using)
-        if not mine.exists():
-            return False
-        if _held(key, using) < limit:
-            slots.filter(task_id=task.task_id).delete()  # an earlier attempt's
-            slots.create(
-                key=key, task_id=task.task_id, claim_token=task.claim_token or "", acquired_at=now
-            )
-            return True
-        values: dict[str, object] = {
-            "status": status.BLOCKED,
-            "locked_by": None,
-            "locked_at": None,
-            "claim_token": None,
-        }
-        if task.attempts == 0:
-            values.update(started_at=None, last_attempted_at=None)
-        mine.update(**values)
-    logger.debug("Task %s (%s) blocked: %s runs %d.", task.task_id, task.task_name, key, limit)
+    if task.attempts:
+        slots.filter(task_id=task.task_id).delete()  # an earlier attempt's, if it was left
+    taken: set[int] = set() if limit == 1 else set(_taken(key, using))
+    for number in range(limit):
+        if number in taken:
+            continue
+        try:
+            with _savepoint(using):
+                slots.create(
+                    key=key,
+                    slot=number,
+                    task_id=task.task_id,
+                    claim_token=task.claim_token or "",
+                    acquired_at=timezone.now(),
+                )
+        except IntegrityError:
+            continue  # another run took this number first
+        return True
+    _block(task, using)
     return False
 
 
-def wake(key: str, limit: int, using: str = "default", *, ended: str | None = None) -> int:
-    """Let blocked tasks of ``key`` wait as usual again, one per free slot
-    (by claim order); return how many. ``ended``: the task id of a run
-    that just ended, whose slot row is removed."""
-    with transaction.atomic(using=using):
-        _lock(key, timezone.now(), using)
-        if ended is not None:
-            ConcurrencySlot.objects.using(using).filter(task_id=ended).delete()
-        free = limit - _held(key, using)
-        if free <= 0:
-            return 0
-        tasks = Task.objects.using(using)
-        ids = list(
-            tasks.filter(status=status.BLOCKED, concurrency_key=key)
-            .in_claim_order()
-            .values_list("pk", flat=True)[:free]
-        )
-        if not ids:
-            return 0
-        # run_at is set (to itself) so that PostgreSQL's trigger wakes idle workers.
-        woken: int = tasks.filter(pk__in=ids, status=status.BLOCKED).update(
-            status=status.WAITING, run_at=F("run_at")
-        )
-        return woken
+def _block(task: Task, using: str) -> None:
+    values: dict[str, object] = {
+        "status": status.BLOCKED,
+        "locked_by": None,
+        "locked_at": None,
+        "claim_token": None,
+    }
+    if task.attempts == 0:
+        values.update(started_at=None, last_attempted_at=None)
+    rows = Task.objects.using(using).filter(pk=task.pk, claim_token=task.claim_token)
+    if not rows.update(**values):
+        return  # not this worker's claim any more
+    logger.debug("Task %s (%s) blocked on %s.", task.task_id, task.task_name, task.concurrency_key)
+    # Counted again after the blocked status committed (see the module's
+    # docstring): a slot freed in between is taken by a woken task.
+    assert task.concurrency_key is not None and task.concurrency_limit is not None
+    _wake(task.concurrency_key, task.concurrency_limit, using)
 
 
-def wake_all(using: str = "default") -> int:
-    """:func:`wake` every key that has blocked tasks (after a crash, say),
-    and remove the slot rows of runs that ended."""
+def release(task: Task, token: str | None, using: str = "default") -> int:
+    """Give back the slot ``task``'s run under claim ``token`` held (the run
+    ended, however it ended) and wake blocked tasks of its key; return how
+    many were woken."""
+    key, limit = task.concurrency_key, task.concurrency_limit
+    if key is None or limit is None:
+        return 0
+    ConcurrencySlot.objects.using(using).filter(
+        task_id=task.task_id, claim_token=token or ""
+    ).delete()
+    return _wake(key, limit, using)
+
+
+def _wake(key: str, limit: int, using: str) -> int:
+    """Blocked tasks of ``key`` back to waiting, one per free slot, by claim order."""
+    tasks = Task.objects.using(using)
+    ids = list(
+        tasks.filter(status=status.BLOCKED, concurrency_key=key)
+        .in_claim_order()
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    free = limit - len(_taken(key, using))
+    if free <= 0:
+        return 0
+    # run_at is set (to itself) so that PostgreSQL's trigger wakes idle workers.
+    woken: int = tasks.filter(pk__in=ids[:free], status=status.BLOCKED).update(
+        status=status.WAITING, run_at=F("run_at")
+    )
+    return woken
+
+
+def sweep(using: str = "default") -> int:
+    """Delete the slots of runs that ended without giving them back (their
+    worker was killed, say) and wake every key's blocked tasks that fit;
+    return how many were woken."""
     holding = Task.objects.using(using).filter(
         task_id=OuterRef("task_id"), claim_token=OuterRef("claim_token"), status=status.RUNNING
     )
@@ -127,5 +149,5 @@ def wake_all(using: str = "default") -> int:
     woken = 0
     for key, limit in list(blocked):
         if key is not None and limit is not None:
-            woken += wake(key, limit, using)
+            woken += _wake(key, limit, using)
     return woken

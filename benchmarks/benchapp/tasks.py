@@ -19,3 +19,8 @@ def sleep_10ms(i: int = 0) -> None:
 def stamp(sent: float) -> float:
     """Return the time.time() at which this started (``sent`` only tells probes apart)."""
     return time.time()
+
+
+@background(concurrency_limit=1, concurrency_key=lambda i=0: f"key-{i % 100}")
+def noop_limited(i: int = 0) -> None:
+    """A no-op with one run at a time per key, over 100 keys."""

@@ -5,7 +5,7 @@
 - :mod:`.querysets` and :mod:`.manager`: their named states and 1.2.8's manager;
 - :mod:`.worker`: ``WorkerProcess``; :mod:`.schedule`: ``Schedule``, ``ScheduleFire``;
 - :mod:`.sample`: ``QueueSample``; :mod:`.queue`: ``PausedQueue``;
-- :mod:`.limits`: ``ConcurrencyKey``, ``ConcurrencySlot``.
+- :mod:`.limits`: ``ConcurrencySlot``.
 
 Django loads them through :mod:`background_task.models`, the app's models module.
 """
@@ -17,7 +17,7 @@ from background_task.core.options import (
     VERBOSE_NAME_MAX_LENGTH,
 )
 from background_task.store.ids import new_task_id, new_task_ids
-from background_task.store.models.limits import ConcurrencyKey, ConcurrencySlot
+from background_task.store.models.limits import ConcurrencySlot
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet, TaskQuerySet
 from background_task.store.models.queue import PausedQueue
@@ -41,7 +41,6 @@ __all__ = [
     "BaseTask",
     "CompletedTask",
     "CompletedTaskQuerySet",
-    "ConcurrencyKey",
     "ConcurrencySlot",
     "PausedQueue",
     "QueueSample",

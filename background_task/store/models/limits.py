@@ -1,5 +1,4 @@
-"""Concurrency limits: a row per key to serialize its slot changes, and a row
-per run that holds a slot."""
+"""Concurrency limits: one row per slot a running task holds."""
 
 from __future__ import annotations
 
@@ -9,34 +8,27 @@ from background_task.core.limits import KEY_MAX_LENGTH
 from background_task.core.options import TASK_ID_MAX_LENGTH
 
 
-class ConcurrencyKey(models.Model):
-    """One row per concurrency key ever used: the changes to the key's slots
-    update it first, so they happen one at a time on every database."""
-
-    key = models.CharField(max_length=KEY_MAX_LENGTH, unique=True)
-    touched_at = models.DateTimeField()
-
-    class Meta:
-        db_table = "background_task_concurrencykey"
-
-    def __str__(self) -> str:
-        return self.key
-
-
 class ConcurrencySlot(models.Model):
-    """A run that holds one of its key's slots. A slot counts only while the
-    task it names is running under the same claim token: every way a run
-    ends (success, failure, retry, cancellation, recovery of a lost worker)
-    frees its slot without touching this table, and stale rows are removed
-    when the key's slots are next counted."""
+    """Slot number ``slot`` (0 to the limit - 1) of a key, held by one run.
 
-    key = models.CharField(max_length=KEY_MAX_LENGTH, db_index=True)
+    The unique constraint on (key, slot) is the limit: a run that cannot
+    insert a free slot number does not start. A row counts while the task it
+    names runs under the same claim token; the worker deletes it when the
+    run ends, and the workers' sweep deletes rows whose run ended otherwise
+    (its worker was killed, say).
+    """
+
+    key = models.CharField(max_length=KEY_MAX_LENGTH)
+    slot = models.PositiveIntegerField()
     task_id = models.CharField(max_length=TASK_ID_MAX_LENGTH, unique=True)
     claim_token = models.CharField(max_length=32)
     acquired_at = models.DateTimeField()
 
     class Meta:
         db_table = "background_task_concurrencyslot"
+        constraints = [
+            models.UniqueConstraint(fields=["key", "slot"], name="background_task_one_run_per_slot")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.task_id}"
+        return f"{self.key}[{self.slot}]: {self.task_id}"
