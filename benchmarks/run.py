@@ -53,6 +53,11 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "drain_2p",
         "no-op tasks over 100 keys with concurrency_limit=1, 2 worker processes",
     ),
+    "drain_rated": (
+        "tasks/s",
+        None,
+        "no-op tasks with rate_limit='1000/s', 2 worker processes (at most 1,000/s)",
+    ),
     "backlog_drain": ("tasks/s", "drain_1p", "first --size tasks of a --backlog queue, 1 process"),
     "latency_p50": ("ms", None, "enqueue commit to task start, idle worker, default options"),
     "latency_p95": ("ms", None, "as above, 95th percentile"),
@@ -223,6 +228,7 @@ def reset() -> None:
             "background_task",
             "background_task_completedtask",
             "background_task_concurrencyslot",
+            "background_task_rateslot",
         ):
             if connection.vendor == "sqlite":
                 cursor.execute(f"DELETE FROM {table}")
@@ -520,6 +526,15 @@ def scenario_drain_limited(size: int) -> float:
     return drained_rate(size)
 
 
+def scenario_drain_rated(size: int) -> float:
+    from benchmarks.benchapp.tasks import noop_rated
+
+    enqueue_noops(size, noop_rated)
+    analyze()
+    run_workers(2)
+    return drained_rate(size)
+
+
 def scenario_backlog_drain(size: int) -> float:
     enqueue_noops(OPTIONS["backlog"])
     analyze()
@@ -601,6 +616,7 @@ def child(args: argparse.Namespace) -> int:
         "drain_2p": make_drain(2),
         "drain_io": scenario_drain_io,
         "drain_limited": scenario_drain_limited,
+        "drain_rated": scenario_drain_rated,
         "backlog_drain": scenario_backlog_drain,
         "latency_p50": scenario_latency,
     }

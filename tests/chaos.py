@@ -67,12 +67,27 @@ def wait_dead(pids: set[int], timeout: float = 10.0) -> datetime:
     return datetime.now(UTC)
 
 
+#: Half the chaos tasks share five concurrency keys, at most LIMIT runs each at once.
+LIMIT = 2
+
+
+def limit_key(index: int) -> str | None:
+    """The concurrency key of chaos task ``index`` (None: it has no limit)."""
+    return f"chaos-{index % 5}" if index % 2 == 0 else None
+
+
 def enqueue(total: int, rng: random.Random, using: str = "default") -> None:
-    """Queue ``total`` chaos tasks of 5-45 ms each."""
-    rows = [
-        Task.objects.new_task(fixtures.chaos_step.name, [str(i), rng.randint(5, 45)], queue=QUEUE)
-        for i in range(total)
-    ]
+    """Queue ``total`` chaos tasks of 5-45 ms each, half of them with a
+    concurrency limit (see :func:`limit_key`)."""
+    rows = []
+    for i in range(total):
+        row = Task.objects.new_task(
+            fixtures.chaos_step.name, [str(i), rng.randint(5, 45)], queue=QUEUE
+        )
+        key = limit_key(i)
+        if key is not None:
+            row.concurrency_key, row.concurrency_limit = key, LIMIT
+        rows.append(row)
     Task.objects.using(using).bulk_create(rows, batch_size=500)
 
 
@@ -256,7 +271,37 @@ def check(
                 overlaps += 1
         assert executions[-1].finished_at is not None, f"task {key}: its last run did not finish"
     assert overlaps == 0, f"{overlaps} overlapping execution(s)"
-    return {"tasks": total, "re-executions": reruns, "overlaps": overlaps, "lost": 0}
+    figures = {"tasks": total, "re-executions": reruns, "overlaps": overlaps, "lost": 0}
+    if not outages:
+        # A killed run held its slot until its worker was found lost, so even
+        # counted up to the kill, no key ever ran more than LIMIT at once.
+        peaks = limit_peaks(runs, end_of)
+        assert max(peaks.values()) <= LIMIT, f"concurrency limit exceeded: {peaks}"
+        figures["limited peak"] = max(peaks.values())
+    return figures
+
+
+def limit_peaks(
+    runs: dict[str, list[Execution]], end_of: Callable[[Execution], datetime | None]
+) -> dict[str, int]:
+    """Per concurrency key, the most executions that ran at once."""
+    events: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for key, executions in runs.items():
+        limit = limit_key(int(key))
+        if limit is None:
+            continue
+        for execution in executions:
+            end = end_of(execution)
+            assert end is not None
+            events[limit] += [(execution.started_at, 1), (end, -1)]
+    peaks = {}
+    for limit, changes in events.items():
+        running = peak = 0
+        for _, change in sorted(changes):  # an end before a start at the same instant
+            running += change
+            peak = max(peak, running)
+        peaks[limit] = peak
+    return peaks
 
 
 def drive(

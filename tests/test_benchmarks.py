@@ -81,6 +81,8 @@ def test_every_scenario_runs_and_reports():
         "drain_1p",
         "drain_2p",
         "drain_io",
+        "drain_limited",
+        "drain_rated",
         "backlog_drain",
         "latency_p50",
         "latency_p95",

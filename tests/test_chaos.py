@@ -47,7 +47,7 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, t
     print(
         f"\nchaos (seed {seed}): tasks={figures['tasks']} kills={chaos.kills} "
         f"re-executions={figures['re-executions']} overlaps={figures['overlaps']} "
-        f"lost={figures['lost']}"
+        f"lost={figures['lost']} limited-peak={figures['limited peak']}"
     )
 
 

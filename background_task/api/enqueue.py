@@ -10,6 +10,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from background_task.core.limits import LimitSpec
+from background_task.core.rates import RateSpec
 from background_task.core.schedules import TaskSchedule
 from background_task.core.serialization import params_dumper, task_hash
 from background_task.core.uniqueness import UniqueSpec
@@ -52,6 +53,7 @@ def schedule_task(
     retry_delay: str | None = None,
     unique: UniqueSpec | None = None,
     limit: LimitSpec | None = None,
+    rate: RateSpec | None = None,
     using: str | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
@@ -80,6 +82,7 @@ def schedule_task(
         retry_delay=retry_delay,
         unique=unique,
         limit=limit,
+        rate=rate,
     )
     insert = insert_unique if unique is not None else insert_one
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:

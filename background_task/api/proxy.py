@@ -13,6 +13,7 @@ from background_task.api.runner import DBTaskRunner
 from background_task.core.coroutines import is_async, run_to_completion
 from background_task.core.limits import LimitSpec, check_key, check_limit
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
+from background_task.core.rates import RateSpec, rate_spec
 from background_task.core.retry import Policy, exception_types, make_policy, stored_policy
 from background_task.core.schedules import TaskSchedule
 from background_task.core.signals import listened, task_created
@@ -46,6 +47,7 @@ CONTROL_KWARGS = (
     "unique_key",
     "unique_until",
     "concurrency_key",
+    "rate_key",
 )
 
 
@@ -113,6 +115,8 @@ class TaskProxy:
         unique_until: str | None = None,
         concurrency_limit: int | None = None,
         concurrency_key: Any = None,
+        rate_limit: Any = None,
+        rate_key: Any = None,
     ) -> None:
         self.name = name
         self.task_function = task_function
@@ -142,6 +146,8 @@ class TaskProxy:
         self.unique = unique_spec(unique, unique_key, unique_until, per_call=False)
         #: At most this many runs with one key at once (None: no limit).
         self.limit = limit_spec(concurrency_limit, concurrency_key)
+        #: At most this many starts with one key per window (None: no rate limit).
+        self.rate = rate_spec(rate_limit, rate_key)
         if runner is None:
             runner = DBTaskRunner()
         self.runner = runner
@@ -184,6 +190,15 @@ class TaskProxy:
             raise ValueError(
                 f"concurrency_key was given, but {self.name} has no concurrency_limit; "
                 f"set one on its decorator."
+            )
+        if self.rate is not None:
+            options["rate"] = self.rate
+            if "rate_key" in controls:
+                key = check_key(controls["rate_key"], per_call=True, option="rate_key")
+                options["rate"] = RateSpec(self.rate.rate, key)
+        elif "rate_key" in controls:
+            raise ValueError(
+                f"rate_key was given, but {self.name} has no rate_limit; set one on its decorator."
             )
         return self.runner.schedule(  # type: ignore[no-any-return]
             self.name,
@@ -270,11 +285,13 @@ class TaskProxy:
         if merged.action != TaskSchedule.SCHEDULE:
             raise ValueError("bulk() cannot apply schedule actions; call the task once per row.")
         spec = self.unique if unique is None else self.call_unique({"unique": unique})
-        options: dict[str, Any] = {"batch_size": batch_size, "limit": self.limit}
+        limits = {"limit": self.limit, "rate": self.rate}
+        options: dict[str, Any] = {"batch_size": batch_size, **limits}
         store: Callable[..., list[Task]] = bulk_schedule
-        if spec is not None or (self.limit is not None and callable(self.limit.source)):
+        per_call = any(callable(getattr(spec_, "source", None)) for spec_ in limits.values())
+        if spec is not None or per_call:
             # Row by row: keys differ per call in ways the template rows cannot hold.
-            store, options = bulk_schedule_each, {"unique": spec, "limit": self.limit}
+            store, options = bulk_schedule_each, {"unique": spec, **limits}
         rows = store(
             self.name,
             calls,

@@ -25,6 +25,7 @@ from background_task.api.proxy import TaskProxy, limit_spec, unique_spec
 from background_task.api.runner import DBTaskRunner, run_task
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
+from background_task.core.rates import rate_spec
 from background_task.core.recurrence import RecurrenceError
 from background_task.core.retry import exception_types, make_policy
 from background_task.core.schedules import TaskSchedule
@@ -76,6 +77,8 @@ class Tasks:
         unique_until: str | None = None,
         concurrency_limit: int | None = None,
         concurrency_key: Any = None,
+        rate_limit: Any = None,
+        rate_key: Any = None,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -100,6 +103,8 @@ class Tasks:
         unique_until: str | None = None,
         concurrency_limit: int | None = None,
         concurrency_key: Any = None,
+        rate_limit: Any = None,
+        rate_key: Any = None,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -125,7 +130,10 @@ class Tasks:
         (``"finish"``). ``concurrency_limit=N`` lets at most N runs with one
         key run at once, across all workers; the key is the task's name, or
         ``concurrency_key`` (a string, or a callable given the call's
-        arguments that returns one).
+        arguments that returns one). ``rate_limit="100/m"`` lets at most 100
+        runs with one key start in any minute (per ``s``, ``m``, ``h`` or a
+        number of them: ``"10/30s"``), across all workers; ``rate_key`` as
+        ``concurrency_key``.
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -151,6 +159,7 @@ class Tasks:
         )
         unique_spec(unique, unique_key, unique_until, per_call=False)  # checked now
         limit_spec(concurrency_limit, concurrency_key)
+        rate_spec(rate_limit, rate_key)
 
         def decorator(fn: F) -> TaskProxy:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -179,6 +188,8 @@ class Tasks:
                         ("unique_until", unique_until),
                         ("concurrency_limit", concurrency_limit),
                         ("concurrency_key", concurrency_key),
+                        ("rate_limit", rate_limit),
+                        ("rate_key", rate_key),
                     )
                     if value is not None
                 },

@@ -31,33 +31,38 @@ def check_limit(value: Any) -> int:
     return value
 
 
-def check_key(value: Any, *, per_call: bool) -> KeySource:
-    """``concurrency_key`` checked: a string (on the decorator also a callable
-    of the call's arguments)."""
+def check_key(value: Any, *, per_call: bool, option: str = "concurrency_key") -> KeySource:
+    """A key option (``concurrency_key``, ``rate_key``) checked: a string (on
+    the decorator also a callable of the call's arguments)."""
     if value is None:
         return None
     if isinstance(value, str):
-        _check_text(value)
+        _check_text(value, option)
         return value
     if callable(value) and not per_call:
         function: Callable[..., Any] = value
         return function
     kinds = "a string" if per_call else "a string or a callable of the call's arguments"
-    raise TypeError(f"concurrency_key must be {kinds}, not {type(value).__name__} {value!r:.60}.")
+    raise TypeError(f"{option} must be {kinds}, not {type(value).__name__} {value!r:.60}.")
 
 
-def _check_text(key: str) -> None:
+def _check_text(key: str, option: str) -> None:
     if not key:
-        raise ValueError("concurrency_key must not be empty.")
+        raise ValueError(f"{option} must not be empty.")
     if len(key) > KEY_MAX_LENGTH:
         raise ValueError(
-            f"concurrency_key {key[:40]!r}... is {len(key)} characters long; "
+            f"{option} {key[:40]!r}... is {len(key)} characters long; "
             f"the limit is {KEY_MAX_LENGTH}."
         )
 
 
-def call_key(
-    task_name: str, source: KeySource, args: Sequence[Any], kwargs: Mapping[str, Any]
+def key_text(
+    task_name: str,
+    source: KeySource,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    option: str = "concurrency_key",
 ) -> str:
     """The key of one call: ``source`` (a string, or a callable given the
     call's arguments), else the task's name."""
@@ -68,8 +73,15 @@ def call_key(
     made = source(*args, **kwargs)
     if not isinstance(made, str):
         raise TypeError(
-            f"The concurrency_key callable of {task_name} must return a string, "
+            f"The {option} callable of {task_name} must return a string, "
             f"not {type(made).__name__} {made!r:.60}."
         )
-    _check_text(made)
+    _check_text(made, option)
     return made
+
+
+def call_key(
+    task_name: str, source: KeySource, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> str:
+    """The concurrency key of one call (the task's name by default)."""
+    return key_text(task_name, source, args, kwargs)

@@ -39,7 +39,7 @@ from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
 from background_task.runtime.slots import TaskSlots
-from background_task.store import limits
+from background_task.store import limits, rates
 from background_task.store.deleting import delete_claimed
 from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
@@ -60,12 +60,16 @@ class WorkerStopped(BaseException):
     """Raised inside a running task when the worker must stop at once."""
 
 
+#: Outcomes of a claimed task that did not start (a limit held it back).
+NOT_STARTED = ("blocked", "deferred")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What became of one run."""
 
     task: Task
-    result: str  # "done", "retry", "failed", "lost", or "blocked" (it did not start)
+    result: str  # "done", "retry", "failed", "lost"; or NOT_STARTED: "blocked", "deferred"
     duration: float  # seconds
 
 
@@ -163,15 +167,18 @@ class TaskExecutor:
         success is queued for :meth:`flush`, which records many in one
         transaction; failures are always recorded at once.
 
-        A task with a concurrency limit first takes a slot of its key; when
-        none is free it is blocked instead (outcome ``"blocked"``: it did not
-        start). When the run ends its slot is given back and the blocked
-        tasks the slot can take are woken.
+        A task with a rate limit first takes a start of its rate; when none
+        is left it waits for one (outcome ``"deferred"``: it did not start).
+        A task with a concurrency limit then takes a slot of its key; when
+        none is free it is blocked instead (outcome ``"blocked"``). When the
+        run ends its slot is given back and the blocked tasks the slot can
+        take are woken.
         """
-        if task.concurrency_limit is None:
+        if task.concurrency_limit is None and task.rate_limit is None:
             return self._execute(task, defer_success=defer_success)
-        if self.persist(partial(self._admit, task)) != "admitted":
-            return Outcome(task, "blocked", 0.0)
+        gate = self.persist(partial(self._admit, task))
+        if gate != "admitted":
+            return Outcome(task, gate, 0.0)
         token = task.claim_token  # recording a retry clears it on the object
         try:
             return self._execute(task, defer_success=defer_success)
@@ -179,7 +186,13 @@ class TaskExecutor:
             self.free_slot(task, token)
 
     def _admit(self, task: Task) -> str:
-        return "admitted" if limits.acquire(task, self.using) else "blocked"
+        """ "admitted", or why the task did not start: "deferred" (its rate
+        allows no start now) or "blocked" (no free slot of its key)."""
+        if not rates.take(task, self.using):
+            return "deferred"
+        if not limits.acquire(task, self.using):
+            return "blocked"
+        return "admitted"
 
     def free_slot(self, task: Task, token: str | None) -> None:
         """Give back the concurrency slot of ``task``'s run under ``token``
@@ -517,15 +530,7 @@ class TaskExecutor:
 
     def release(self, task: Task) -> bool:
         """Put a claimed task that never started back in the queue at once."""
-        values: dict[str, Any] = {
-            "status": status.WAITING,
-            "locked_by": None,
-            "locked_at": None,
-            "claim_token": None,
-        }
-        if task.attempts == 0:
-            values.update(started_at=None, last_attempted_at=None)
-        return bool(self.claimed(task).update(**values))
+        return bool(self.claimed(task).update(**task.unstarted_values()))
 
 
 def close_connection(using: str) -> None:

@@ -31,6 +31,7 @@ from background_task.core.exceptions import TaskNotRegistered
 from background_task.runtime import scheduler
 from background_task.runtime.connections import recycle_connections
 from background_task.runtime.execution import (
+    NOT_STARTED,
     TRANSIENT_DB_ERRORS,
     Outcome,
     TaskExecutor,
@@ -288,7 +289,7 @@ class Worker(SignalStops):
                 except WorkerStopped:
                     self._release(batch[index + 1 :])
                     raise
-                if outcome.result == "blocked":
+                if outcome.result in NOT_STARTED:
                     continue
                 self.processed += 1
                 self._record_duration(outcome.duration)
@@ -450,7 +451,7 @@ class Worker(SignalStops):
             if error is not None:
                 self.processed += 1
                 logger.error("Task %s: worker error", task.task_id, exc_info=error)
-            elif future.result().result != "blocked":
+            elif future.result().result not in NOT_STARTED:
                 self.processed += 1
                 self._record_duration(future.result().duration)
 

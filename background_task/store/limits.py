@@ -80,16 +80,8 @@ def acquire(task: Task, using: str = "default") -> bool:
 
 
 def _block(task: Task, using: str) -> None:
-    values: dict[str, object] = {
-        "status": status.BLOCKED,
-        "locked_by": None,
-        "locked_at": None,
-        "claim_token": None,
-    }
-    if task.attempts == 0:
-        values.update(started_at=None, last_attempted_at=None)
     rows = Task.objects.using(using).filter(pk=task.pk, claim_token=task.claim_token)
-    if not rows.update(**values):
+    if not rows.update(**task.unstarted_values(status.BLOCKED)):
         return  # not this worker's claim any more
     logger.debug("Task %s (%s) blocked on %s.", task.task_id, task.task_name, task.concurrency_key)
     # Counted again after the blocked status committed (see the module's

@@ -19,6 +19,9 @@ from django.db.models.signals import post_init, pre_init
 from background_task.core.limits import LimitSpec
 from background_task.core.limits import call_key as limit_key
 from background_task.core.options import validate_options
+from background_task.core.rates import RateSpec
+from background_task.core.rates import call_key as rate_key
+from background_task.core.rates import stored as stored_rate
 from background_task.core.schedules import _check_priority, aware, repeat_fields
 from background_task.core.serialization import dumps_params, task_hash
 from background_task.core.signals import listened
@@ -64,6 +67,7 @@ def build_row(
     retry_delay: str | None = None,
     unique: UniqueSpec | None = None,
     limit: LimitSpec | None = None,
+    rate: RateSpec | None = None,
 ) -> M:
     """Validate one call and build its unsaved ``model`` row; bad values raise
     TypeError or ValueError naming the problem."""
@@ -117,6 +121,11 @@ def build_row(
         task.concurrency_limit = limit.limit  # type: ignore[attr-defined]
         task.concurrency_key = limit_key(  # type: ignore[attr-defined]
             task_name, limit.source, args or (), kwargs or {}
+        )
+    if rate is not None:
+        task.rate_limit = stored_rate(rate.rate)  # type: ignore[attr-defined]
+        task.rate_key = rate_key(  # type: ignore[attr-defined]
+            task_name, rate.source, args or (), kwargs or {}
         )
     if unique is not None:
         task.unique_key = call_key(  # type: ignore[attr-defined]

@@ -24,3 +24,8 @@ def stamp(sent: float) -> float:
 @background(concurrency_limit=1, concurrency_key=lambda i=0: f"key-{i % 100}")
 def noop_limited(i: int = 0) -> None:
     """A no-op with one run at a time per key, over 100 keys."""
+
+
+@background(rate_limit="1000/s")
+def noop_rated(i: int = 0) -> None:
+    """A no-op that may start at most 1,000 times a second."""

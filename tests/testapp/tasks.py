@@ -228,3 +228,12 @@ def limited_failing(key: str = "") -> None:
     """One run at a time; fails every attempt."""
     _record("limited_failing", key)
     raise RuntimeError("limited and failing")
+
+
+# -- rate limits -------------------------------------------------------------------------
+
+
+@background(rate_limit="5/s", rate_key=lambda key: "rate-" + key.split(":")[0])
+def rate_limited(key: str) -> None:
+    """At most five starts a second per account (the part of ``key`` before ':')."""
+    _record("rate_limited", key)

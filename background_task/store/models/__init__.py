@@ -17,7 +17,7 @@ from background_task.core.options import (
     VERBOSE_NAME_MAX_LENGTH,
 )
 from background_task.store.ids import new_task_id, new_task_ids
-from background_task.store.models.limits import ConcurrencySlot
+from background_task.store.models.limits import ConcurrencySlot, RateSlot
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet, TaskQuerySet
 from background_task.store.models.queue import PausedQueue
@@ -44,6 +44,7 @@ __all__ = [
     "ConcurrencySlot",
     "PausedQueue",
     "QueueSample",
+    "RateSlot",
     "Schedule",
     "ScheduleFire",
     "Task",

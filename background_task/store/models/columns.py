@@ -84,6 +84,9 @@ class TaskColumns(models.Model):
     # A concurrency limit: at most concurrency_limit tasks with this key run at once.
     concurrency_key = models.CharField(max_length=190, null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    # A rate limit: at most N starts with this key in any window ("N/seconds").
+    rate_key = models.CharField(max_length=190, null=True, blank=True)
+    rate_limit = models.CharField(max_length=32, null=True, blank=True)
 
     class Meta:
         abstract = True

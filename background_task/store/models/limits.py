@@ -1,4 +1,4 @@
-"""Concurrency limits: one row per slot a running task holds."""
+"""Concurrency and rate limits: the slots runs hold, and the starts a rate allows."""
 
 from __future__ import annotations
 
@@ -32,3 +32,25 @@ class ConcurrencySlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}[{self.slot}]: {self.task_id}"
+
+
+class RateSlot(models.Model):
+    """One of the N starts a rate of N per window allows for a key: a run may
+    start once ``started_at`` is a window old, and moves it to now (in the
+    database's clock). N slots, each used at most once per window, make at
+    most N starts in any window."""
+
+    key = models.CharField(max_length=KEY_MAX_LENGTH)
+    slot = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "background_task_rateslot"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key", "slot"], name="background_task_one_start_per_slot"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}[{self.slot}]"

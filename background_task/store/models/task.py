@@ -114,6 +114,8 @@ class BaseTask(TaskColumns):
             "retry_delay": self.retry_delay,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "rate_key": self.rate_key,
+            "rate_limit": self.rate_limit,
         }
 
     # -- the task as a handle ----------------------------------------------------
@@ -331,6 +333,19 @@ class Task(BaseTask):
     def create_repetition(self) -> Task | None:
         """Insert and return the next run of a repeating task."""
         return legacy.create_repetition(self)
+
+    def unstarted_values(self, state: str = status.WAITING) -> dict[str, Any]:
+        """The columns that put this claimed task back in ``state`` as if
+        never claimed (no attempt counted): a release, or a limit holding it."""
+        values: dict[str, Any] = {
+            "status": state,
+            "locked_by": None,
+            "locked_at": None,
+            "claim_token": None,
+        }
+        if self.attempts == 0:
+            values.update(started_at=None, last_attempted_at=None)
+        return values
 
     def completed_values(self, now: datetime, **overrides: Any) -> dict[str, Any]:
         """The column values of this task's history row, finished at ``now``."""
