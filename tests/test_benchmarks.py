@@ -83,6 +83,7 @@ def test_every_scenario_runs_and_reports():
         "drain_io",
         "drain_limited",
         "drain_rated",
+        "drain_rated_peak",
         "backlog_drain",
         "latency_p50",
         "latency_p95",

@@ -26,6 +26,6 @@ def noop_limited(i: int = 0) -> None:
     """A no-op with one run at a time per key, over 100 keys."""
 
 
-@background(rate_limit="1000/s")
+@background(rate_limit="200/s")
 def noop_rated(i: int = 0) -> None:
-    """A no-op that may start at most 1,000 times a second."""
+    """A no-op that may start at most 200 times a second."""
