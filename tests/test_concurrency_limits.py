@@ -184,3 +184,15 @@ def test_real_workers_never_run_more_than_the_limit_per_key(start_worker):
     assert set(most) == {"0", "1", "2"} and max(most.values()) <= 2, most
     assert 2 in most.values(), most  # the limit is not a lock: two did run at once
     assert not Task.objects.exists()
+
+
+@db
+def test_runs_in_the_callers_process_take_no_slot(settings):
+    settings.BACKGROUND_TASK_RUN_IMMEDIATELY = True
+    limited("7:a")
+    assert Execution.objects.filter(task_name="limited").count() == 1
+    assert not ConcurrencySlot.objects.exists()
+    settings.BACKGROUND_TASK_RUN_IMMEDIATELY = False
+    limited("7:b")
+    assert tasks.run_next_task()
+    assert Execution.objects.filter(task_name="limited").count() == 2

@@ -126,3 +126,13 @@ def test_real_workers_share_one_budget(start_worker):
         )
         assert len(starts) == 12
         assert _windows_hold(starts, 5, 1.0), sorted(starts)
+
+
+@db
+def test_runs_in_the_callers_process_spend_no_rate(settings):
+    settings.BACKGROUND_TASK_RUN_IMMEDIATELY = True
+    for n in range(8):
+        rate_limited(f"7:{n}")  # eight at once, over a rate of five a second
+    assert Execution.objects.count() == 8
+    assert not Task.objects.exists()
+    assert not RateSlot.objects.exists()

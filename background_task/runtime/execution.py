@@ -160,7 +160,7 @@ class TaskExecutor:
             or signals.listened(signals.task_finished, Task)
         )
 
-    def execute(self, task: Task, *, defer_success: bool = False) -> Outcome:
+    def execute(self, task: Task, *, defer_success: bool = False, limited: bool = True) -> Outcome:
         """Run a task this worker has claimed and record the outcome.
 
         With ``defer_success`` (and no receivers of the success signals), a
@@ -172,9 +172,10 @@ class TaskExecutor:
         A task with a concurrency limit then takes a slot of its key; when
         none is free it is blocked instead (outcome ``"blocked"``). When the
         run ends its slot is given back and the blocked tasks the slot can
-        take are woken.
+        take are woken. ``limited=False`` (a run in the caller's process:
+        eager mode, ``run_task``) takes neither.
         """
-        if task.concurrency_limit is None and task.rate_limit is None:
+        if not limited or (task.concurrency_limit is None and task.rate_limit is None):
             return self._execute(task, defer_success=defer_success)
         gate = self.persist(partial(self._admit, task))
         if gate != "admitted":
@@ -186,8 +187,8 @@ class TaskExecutor:
             self.free_slot(task, token)
 
     def _admit(self, task: Task) -> str:
-        """ "admitted", or why the task did not start: "deferred" (its rate
-        allows no start now) or "blocked" (no free slot of its key)."""
+        """Return "admitted", or why the task did not start: "deferred" (its
+        rate allows no start now) or "blocked" (no free slot of its key)."""
         if not rates.take(task, self.using):
             return "deferred"
         if not limits.acquire(task, self.using):

@@ -61,7 +61,8 @@ class WorkerInProcess:
         if claimed is None:
             return False
         assert claimed.locked_by is not None
-        TaskExecutor(registry, claimed.locked_by, using=using).execute(claimed)
+        # Run here and now, as asked: rate and concurrency limits are for workers.
+        TaskExecutor(registry, claimed.locked_by, using=using).execute(claimed, limited=False)
         return True
 
 
