@@ -163,7 +163,8 @@ class TaskProxy:
         ``verbose_name``, ``creator``, ``repeat``, ``repeat_until``,
         ``remove_existing_tasks``, ``timeout``, ``on_worker_lost``, ``ttl`` or
         ``save_results``, ``retry_delay``, ``unique``, ``unique_key``,
-        ``unique_until``) are taken out before the arguments are stored.
+        ``unique_until``, ``concurrency_key``, ``rate_key``) are taken out
+        before the arguments are stored.
         A unique task returns the waiting run with the same key, if there
         is one, with ``deduplicated`` set, and queues nothing.
         """
