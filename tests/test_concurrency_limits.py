@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections import defaultdict
 
 import pytest
+from django.core.management import call_command
 
 from background_task import background
 from background_task.core.limits import call_key, check_key, check_limit
@@ -81,6 +84,9 @@ def test_over_the_limit_a_claimed_task_is_blocked_not_run(clock):
     assert limits.acquire(claimed[other.pk])  # another key has its own slots
     blocked = Task.objects.get(pk=third.pk)
     assert blocked.status == "blocked" and blocked.claim_token is None
+    out = io.StringIO()
+    call_command("task_status", "--json", stdout=out)
+    assert json.loads(out.getvalue())["queues"]["<default>"]["blocked"] == 1
     assert blocked.locked_by is None and blocked.started_at is None
     assert sorted(ConcurrencySlot.objects.values_list("key", "slot")) == [
         ("account-7", 0),

@@ -74,13 +74,14 @@ def render(data: dict[str, Any]) -> str:
             str(q["waiting"]),
             str(q["due"]),
             str(q["running"]),
+            str(q.get("blocked", 0)),
             _age(q["oldest_due_seconds"]),
             str(q["failed_last_hour"]),
         ]
         for name, q in data["queues"].items()
     ]
     if rows:
-        headers = ["queue", "waiting", "due", "running", "oldest due", "failed (1h)"]
+        headers = ["queue", "waiting", "due", "running", "blocked", "oldest due", "failed (1h)"]
         lines += ["  " + line for line in _table(headers, rows)]
     else:
         lines.append("  (no tasks queued)")
