@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from background_task.store.claim.postgresql import CHANNEL
+from background_task.store.claim import wake_workers
 from background_task.store.models import PausedQueue
 from background_task.store.models.queue import DEFAULT_QUEUE
 
@@ -25,9 +25,8 @@ def resume(queue: str | None, using: str = "default") -> bool:
     """Resume ``queue``; False if it was not paused. Idle PostgreSQL workers
     are woken (on commit), so its waiting tasks start at once."""
     deleted, _ = PausedQueue.objects.using(using).filter(queue=queue or DEFAULT_QUEUE).delete()
-    if deleted and connections[using].vendor == "postgresql":
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    if deleted:
+        wake_workers(using)
     return bool(deleted)
 
 

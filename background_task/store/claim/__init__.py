@@ -13,7 +13,7 @@ from background_task.store.claim.mysql import MySQLClaimStrategy
 from background_task.store.claim.postgresql import PostgreSQLClaimStrategy
 from background_task.store.claim.sqlite import SQLiteClaimStrategy
 
-__all__ = ["ClaimRequest", "ClaimStrategy", "get_strategy"]
+__all__ = ["ClaimRequest", "ClaimStrategy", "get_strategy", "wake_workers"]
 
 
 def get_strategy(using: str = "default") -> ClaimStrategy:
@@ -27,3 +27,12 @@ def get_strategy(using: str = "default") -> ClaimStrategy:
     if connection.vendor == "sqlite" and SQLiteClaimStrategy.available():
         return SQLiteClaimStrategy(connection)
     return GenericClaimStrategy(connection)
+
+
+def wake_workers(using: str = "default") -> None:
+    """Wake the idle workers of ``using`` now, where the database can push
+    (PostgreSQL's NOTIFY, delivered on commit); elsewhere they notice
+    changes on their own within their polling interval."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        PostgreSQLClaimStrategy.notify(connection)

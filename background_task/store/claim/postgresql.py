@@ -69,6 +69,12 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
         self.prepared = PreparedStatements(self.connection)
         self.timestamps = FastTimestamps(self.connection)
 
+    @staticmethod
+    def notify(connection: Any) -> None:
+        """Send the notification idle workers listen for (on commit)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+
     def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
         base = self.candidates(request)
         bands = PriorityBands(self.connection, app_settings.PRIORITY_DESCENDING, request.limit)
