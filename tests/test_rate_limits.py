@@ -136,3 +136,16 @@ def test_runs_in_the_callers_process_spend_no_rate(settings):
     assert Execution.objects.count() == 8
     assert not Task.objects.exists()
     assert not RateSlot.objects.exists()
+
+
+@db
+def test_a_lower_rate_does_not_use_the_rows_a_higher_one_left(clock):
+    for n in range(5):
+        rate_limited(f"7:{n}")
+    assert all(rates.take(task) for task in _claim(clock))  # five rows for 5/s
+    for n in range(3):
+        rate_limited(f"9:{n}", rate_key="rate-7")
+    Task.objects.filter(status="waiting").update(rate_limit="2/1")  # now 2 a second
+    RateSlot.objects.update(started_at=clock() - timedelta(seconds=5))  # all a window old
+    taken = [rates.take(task) for task in _claim(clock)]
+    assert taken.count(True) == 2

@@ -55,7 +55,8 @@ def take(task: Task, using: str = "default") -> bool:
         return True
     rate = loaded(text)
     window = timedelta(seconds=rate.seconds)
-    slots = RateSlot.objects.using(using).filter(key=key)
+    # Rows beyond this rate's count (left by a larger rate) are not its starts.
+    slots = RateSlot.objects.using(using).filter(key=key, slot__lt=rate.starts)
     oldest: datetime | None = None
     # Which rows are a window old, by the database's clock, read with them.
     ready = ExpressionWrapper(Q(started_at__lte=Now() - window), output_field=BooleanField())
