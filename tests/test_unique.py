@@ -69,7 +69,8 @@ def test_a_callable_key_gets_the_call_arguments():
         (lambda: check_source(5, per_call=False), TypeError, "unique_key must be a string or a"),
         (lambda: check_source(len, per_call=True), TypeError, "unique_key must be a string, not"),
         (lambda: check_source("", per_call=True), ValueError, "must not be empty"),
-        (lambda: _key(lambda: None), TypeError, "must return a non-empty string, not NoneType"),
+        (lambda: _key(lambda: None), TypeError, "must return a string, not NoneType"),
+        (lambda: _key(lambda: ""), ValueError, "unique_key must not be empty"),
     ],
 )
 def test_bad_unique_options_name_the_problem(check, error, fragment):

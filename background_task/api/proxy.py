@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
 from background_task.core.coroutines import is_async, run_to_completion
-from background_task.core.limits import LimitSpec, check_key, check_limit
+from background_task.core.limits import KeySource, LimitSpec, check_key, check_limit
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
 from background_task.core.rates import RateSpec, rate_spec
 from background_task.core.retry import Policy, exception_types, make_policy, stored_policy
@@ -19,7 +19,6 @@ from background_task.core.schedules import TaskSchedule
 from background_task.core.signals import listened, task_created
 from background_task.core.uniqueness import (
     UNTIL_START,
-    KeySource,
     UniqueSpec,
     check_source,
     check_until,

@@ -31,13 +31,20 @@ def check_limit(value: Any) -> int:
     return value
 
 
-def check_key(value: Any, *, per_call: bool, option: str = "concurrency_key") -> KeySource:
-    """A key option (``concurrency_key``, ``rate_key``) checked: a string (on
-    the decorator also a callable of the call's arguments)."""
+def check_key(
+    value: Any,
+    *,
+    per_call: bool,
+    option: str = "concurrency_key",
+    max_length: int | None = KEY_MAX_LENGTH,
+) -> KeySource:
+    """A key option (``concurrency_key``, ``rate_key``, ``unique_key``)
+    checked: a string (on the decorator also a callable of the call's
+    arguments), of at most ``max_length`` characters (None: any)."""
     if value is None:
         return None
     if isinstance(value, str):
-        _check_text(value, option)
+        _check_text(value, option, max_length)
         return value
     if callable(value) and not per_call:
         function: Callable[..., Any] = value
@@ -46,13 +53,12 @@ def check_key(value: Any, *, per_call: bool, option: str = "concurrency_key") ->
     raise TypeError(f"{option} must be {kinds}, not {type(value).__name__} {value!r:.60}.")
 
 
-def _check_text(key: str, option: str) -> None:
+def _check_text(key: str, option: str, max_length: int | None) -> None:
     if not key:
         raise ValueError(f"{option} must not be empty.")
-    if len(key) > KEY_MAX_LENGTH:
+    if max_length is not None and len(key) > max_length:
         raise ValueError(
-            f"{option} {key[:40]!r}... is {len(key)} characters long; "
-            f"the limit is {KEY_MAX_LENGTH}."
+            f"{option} {key[:40]!r}... is {len(key)} characters long; the limit is {max_length}."
         )
 
 
@@ -63,6 +69,7 @@ def key_text(
     kwargs: Mapping[str, Any],
     *,
     option: str = "concurrency_key",
+    max_length: int | None = KEY_MAX_LENGTH,
 ) -> str:
     """The key of one call: ``source`` (a string, or a callable given the
     call's arguments), else the task's name."""
@@ -76,7 +83,7 @@ def key_text(
             f"The {option} callable of {task_name} must return a string, "
             f"not {type(made).__name__} {made!r:.60}."
         )
-    _check_text(made, option)
+    _check_text(made, option, max_length)
     return made
 
 

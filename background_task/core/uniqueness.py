@@ -12,6 +12,8 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from background_task.core.limits import KeySource, check_key, key_text
+
 #: Until when a row keeps its key: until a worker claims it, or until it finished.
 UNTIL_START = "start"
 UNTIL_FINISH = "finish"
@@ -21,8 +23,6 @@ START_PREFIX = "s:"
 FINISH_PREFIX = "f:"
 #: Characters of the digest stored after the prefix (248 bits): the column holds 64.
 DIGEST_LENGTH = 62
-
-KeySource = str | Callable[..., Any] | None
 
 
 class UniqueSpec(NamedTuple):
@@ -44,16 +44,8 @@ def check_until(value: Any) -> str:
 
 def check_source(value: Any, *, per_call: bool) -> KeySource:
     """A ``unique_key`` option checked: a string (or, on the decorator, a
-    callable of the call's arguments)."""
-    if value is None or isinstance(value, str):
-        if value == "":
-            raise ValueError("unique_key must not be empty.")
-        return value
-    if callable(value) and not per_call:
-        function: Callable[..., Any] = value
-        return function
-    kinds = "a string" if per_call else "a string or a callable of the call's arguments"
-    raise TypeError(f"unique_key must be {kinds}, not {type(value).__name__} {value!r:.60}.")
+    callable of the call's arguments); any length, as only its digest is stored."""
+    return check_key(value, per_call=per_call, option="unique_key", max_length=None)
 
 
 def stored_key(task_name: str, key: str, until: str) -> str:
@@ -75,15 +67,8 @@ def call_key(
     (``params()``, computed only then)."""
     if source is None:
         key = "params:" + params()
-    elif isinstance(source, str):
-        key = "key:" + source
     else:
-        made = source(*args, **kwargs)
-        if not isinstance(made, str) or not made:
-            raise TypeError(
-                f"The unique_key callable of {task_name} must return a non-empty string, "
-                f"not {type(made).__name__} {made!r:.60}."
-            )
+        made = key_text(task_name, source, args, kwargs, option="unique_key", max_length=None)
         key = "key:" + made
     return stored_key(task_name, key, until)
 

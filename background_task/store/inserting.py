@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -365,6 +366,18 @@ def _statement(using: str, model: type[models.Model] = Task, connection: Any = N
         kind = _PostgresStatement if _copies(connection) else _Statement
         statement = _statements[key] = kind(using, model)
     return statement
+
+
+@contextmanager
+def refusable(using: str) -> Iterator[None]:
+    """Around an INSERT that a unique constraint may refuse: a savepoint
+    inside the caller's transaction, so that the refusal leaves it usable;
+    nothing in autocommit, where a refused statement is harmless."""
+    if connections[using].in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+    else:
+        yield
 
 
 def insert_history(rows: list[dict[str, Any]], using: str | None = None) -> None:

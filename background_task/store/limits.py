@@ -19,28 +19,16 @@ block again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from background_task.core import status
+from background_task.store.inserting import refusable
 from background_task.store.models import ConcurrencySlot, Task
 
 logger = logging.getLogger("background_task.worker")
-
-
-@contextmanager
-def _savepoint(using: str) -> Iterator[None]:
-    """A savepoint inside a caller's transaction (a failed INSERT must not
-    break it); nothing in autocommit, where a failed statement is harmless."""
-    if connections[using].in_atomic_block:
-        with transaction.atomic(using=using):
-            yield
-    else:
-        yield
 
 
 def _taken(key: str, using: str) -> list[int]:
@@ -64,7 +52,7 @@ def acquire(task: Task, using: str = "default") -> bool:
         if number in taken:
             continue
         try:
-            with _savepoint(using):
+            with refusable(using):
                 slots.create(
                     key=key,
                     slot=number,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from background_task.store.claim import wake_workers
+from background_task.store.inserting import refusable
 from background_task.store.models import PausedQueue
 from background_task.store.models.queue import DEFAULT_QUEUE
 
@@ -14,7 +15,7 @@ def pause(queue: str | None, reason: str = "", using: str = "default") -> bool:
     """Pause ``queue`` (None: the default queue); False if it already was."""
     row = PausedQueue(queue=queue or DEFAULT_QUEUE, paused_at=timezone.now(), reason=reason)
     try:
-        with transaction.atomic(using=using):
+        with refusable(using):
             row.save(using=using, force_insert=True)
     except IntegrityError:
         return False

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from background_task.core.rates import loaded
+from background_task.store.inserting import refusable
 from background_task.store.models import RateSlot, Task
 
 logger = logging.getLogger("background_task.worker")
@@ -34,10 +35,7 @@ CANDIDATES = 3
 def _add(key: str, number: int, using: str) -> bool:
     """Insert row ``number`` of ``key`` as used now; False if it exists."""
     try:
-        if connections[using].in_atomic_block:
-            with transaction.atomic(using=using):
-                RateSlot.objects.using(using).create(key=key, slot=number, started_at=Now())
-        else:
+        with refusable(using):
             RateSlot.objects.using(using).create(key=key, slot=number, started_at=Now())
     except IntegrityError:
         return False

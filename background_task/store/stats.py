@@ -14,7 +14,8 @@ from django.db.models import Count, Min, Q
 
 from background_task.core import status
 from background_task.core.conf import app_settings
-from background_task.store.models import CompletedTask, PausedQueue, Schedule, Task, WorkerProcess
+from background_task.store import pausing
+from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess
 
 
 def _queue_name(queue: str | None) -> str:
@@ -82,7 +83,7 @@ def paused_queues(using: str = "default") -> list[dict[str, Any]]:
     """The paused queues (``queue`` None: the default one), when and why."""
     return [
         {"queue": row.name, "paused_at": row.paused_at.isoformat(), "reason": row.reason}
-        for row in PausedQueue.objects.using(using).order_by("queue")
+        for row in pausing.paused(using)
     ]
 
 

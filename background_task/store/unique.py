@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError
 
-from background_task.store.inserting import insert_one
+from background_task.store.inserting import insert_one, refusable
 from background_task.store.models import Task
 
 logger = logging.getLogger("background_task")
@@ -32,14 +32,11 @@ def insert_unique(task: Task, using: str | None = None) -> Task:
     the caller's transaction usable.
     """
     alias = using or "default"
-    connection = connections[alias]
     error: IntegrityError | None = None
     for _ in range(ATTEMPTS):
         try:
-            if connection.in_atomic_block:
-                with transaction.atomic(using=alias):
-                    return insert_one(task, alias)
-            return insert_one(task, alias)
+            with refusable(alias):
+                return insert_one(task, alias)
         except IntegrityError as clash:
             error = clash
         existing = Task.objects.using(alias).filter(unique_key=task.unique_key).first()
