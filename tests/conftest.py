@@ -127,7 +127,8 @@ def drain(clock, **options: object) -> None:
 
     worker = Worker(clock=clock, sleep=0.01, **options)  # type: ignore[arg-type]
     while worker.step():
-        pass
+        worker.settle()  # async tasks run on the worker's event loop
+    worker.settle()
 
 
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.05) -> None:

@@ -63,6 +63,7 @@ def test_a_sync_orm_call_inside_an_async_task_fails_with_djangos_error(clock):
     task = fixtures.async_sync_orm()
     worker = Worker(clock=clock, sleep=0.01)
     assert worker.step() == 1
+    worker.settle()
     row = Task.objects.get(task_id=task.task_id)  # rescheduled, as any failure is
     assert row.attempts == 1
     assert row.errors[0]["exception_class_path"] == (
@@ -128,6 +129,7 @@ def test_every_decorator_runs_async_functions(decorate, clock):
     task = proxy(7)
     worker = Worker(registry=registry, clock=clock, sleep=0.01)
     assert worker.step() == 1
+    worker.settle()
     assert calls == [7]
     assert CompletedTask.objects.get(task_id=task.task_id).status == status.DONE
 

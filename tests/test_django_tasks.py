@@ -90,7 +90,16 @@ def test_retries_are_opt_in_and_ready_between_attempts(clock):
 def test_async_functions_run(clock):
     result = dtasks.async_add.enqueue(1, 2)
     run_all(clock)
-    assert result.refresh() is None or result.return_value == 3
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
+
+
+def test_async_functions_run_on_the_workers_event_loop(clock):
+    result = dtasks.async_where.enqueue()
+    run_all(clock)
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == ["bgtask-async", 1]
 
 
 def test_a_return_value_json_cannot_hold_fails_the_task(clock):

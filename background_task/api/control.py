@@ -51,6 +51,9 @@ class CurrentTask:
 
     task: Task
     using: str
+    #: The run is a coroutine on a worker's event loop: the worker looks for
+    #: cancellations and sets :attr:`cancel_requested` (no query in async code).
+    in_loop: bool = False
     _checked_at: float = field(default=float("-inf"), repr=False)
     _requested: bool = field(default=False, repr=False)
 
@@ -68,8 +71,8 @@ class CurrentTask:
         """True once someone called ``cancel()`` on this task; a long task
         checks it now and then and returns early. Read from the database at
         most every 0.2 s."""
-        if self._requested:
-            return True
+        if self._requested or self.in_loop:
+            return self._requested
         now = time.monotonic()
         if now - self._checked_at >= CANCEL_CHECK_INTERVAL:
             self._checked_at = now
@@ -79,6 +82,10 @@ class CurrentTask:
                 .exists()
             )
         return self._requested
+
+    def note_cancel_requested(self) -> None:
+        """Record that the task was cancelled (the worker of an async run calls this)."""
+        self._requested = True
 
 
 _current: contextvars.ContextVar[CurrentTask | None] = contextvars.ContextVar(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -48,6 +48,7 @@ from django.utils.module_loading import import_string
 
 from background_task.core import status
 from background_task.core.conf import app_settings
+from background_task.core.coroutines import is_async
 from background_task.core.exceptions import InvalidTaskError, ResultNotSerializable, TaskNotFound
 from background_task.core.options import validate_options
 from background_task.runtime import invocation
@@ -348,6 +349,21 @@ class Run(Invocation):
         if self.task.takes_context:
             return self.task.call(TaskContext(task_result=self.result), *args, **kwargs)
         return self.task.call(*args, **kwargs)
+
+    def is_async(self) -> bool:
+        return is_async(self.task.func)
+
+    def acall(
+        self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine of an ``async def`` task function, for the worker's event loop."""
+        _send(task_started, type(self.backend), self.result)
+        coroutine: Coroutine[Any, Any, Any]
+        if self.task.takes_context:
+            coroutine = self.task.func(TaskContext(task_result=self.result), *args, **kwargs)
+        else:
+            coroutine = self.task.func(*args, **kwargs)
+        return coroutine
 
     def normalize(self, value: Any) -> Any:
         """The return value as JSON data; anything else fails the attempt."""

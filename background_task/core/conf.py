@@ -235,6 +235,13 @@ SPECS: dict[str, SettingSpec] = {
         "a positive integer (threads per worker process)",
         "background_task.E004",
     ),
+    "ASYNC_CONCURRENCY": SettingSpec(
+        ("BACKGROUND_TASK_ASYNC_CONCURRENCY",),
+        100,
+        _positive_int,
+        "a positive integer (async def tasks awaited at once per worker process)",
+        "background_task.E025",
+    ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),
         "DESC",
@@ -386,6 +393,11 @@ class AppSettings:
     @property
     def ASYNC_THREADS(self) -> int:
         return int(SPECS["ASYNC_THREADS"].value())
+
+    @property
+    def ASYNC_CONCURRENCY(self) -> int:
+        """``async def`` tasks a worker process awaits at once (default 100)."""
+        return int(SPECS["ASYNC_CONCURRENCY"].value())
 
     @property
     def PRIORITY_ORDERING(self) -> str:

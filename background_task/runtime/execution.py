@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -62,6 +63,26 @@ class WorkerStopped(BaseException):
 
 #: Outcomes of a claimed task that did not start (a limit held it back).
 NOT_STARTED = ("blocked", "deferred")
+
+
+@dataclass
+class Run:
+    """One started attempt of a task, between :meth:`TaskExecutor.begin` and
+    :meth:`TaskExecutor.conclude`."""
+
+    task: Task
+    started: float  # monotonic seconds
+    token: str | None = None  # the claim token the attempt runs under
+    holds_slot: bool = False  # it took a concurrency slot, to give back at the end
+    invocation: Invocation | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None  # the attempt failed before its code could run
+    slot: int | None = None  # its slot in the supervisor's view; None: the thread's own
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempts + 1
 
 
 @dataclass(frozen=True)
@@ -160,7 +181,14 @@ class TaskExecutor:
             or signals.listened(signals.task_finished, Task)
         )
 
-    def execute(self, task: Task, *, defer_success: bool = False, limited: bool = True) -> Outcome:
+    def execute(
+        self,
+        task: Task,
+        *,
+        defer_success: bool = False,
+        limited: bool = True,
+        invocation: Invocation | None = None,
+    ) -> Outcome:
         """Run a task this worker has claimed and record the outcome.
 
         With ``defer_success`` (and no receivers of the success signals), a
@@ -174,17 +202,152 @@ class TaskExecutor:
         run ends its slot is given back and the blocked tasks the slot can
         take are woken. ``limited=False`` (a run in the caller's process:
         eager mode, ``run_task``) takes neither.
+
+        The run goes through :meth:`begin`, :meth:`call` and
+        :meth:`conclude`; a worker's event loop uses the same steps around
+        an ``async def`` task's coroutine (:meth:`coroutine`).
         """
-        if not limited or (task.concurrency_limit is None and task.rate_limit is None):
-            return self._execute(task, defer_success=defer_success)
-        gate = self.persist(partial(self._admit, task))
-        if gate != "admitted":
-            return Outcome(task, gate, 0.0)
-        token = task.claim_token  # recording a retry clears it on the object
+        run = self.begin(task, limited=limited, invocation=invocation)
+        if isinstance(run, Outcome):
+            return run
         try:
-            return self._execute(task, defer_success=defer_success)
+            value = self.call(run)
+        except WorkerStopped as stopped:
+            self.conclude(run, error=stopped)
+            raise
+        except BaseException as exc:  # a task's failure never ends the worker
+            return self.conclude(run, error=exc, defer_success=defer_success)
+        return self.conclude(run, value=value, defer_success=defer_success)
+
+    def begin(
+        self, task: Task, *, limited: bool = True, invocation: Invocation | None = None
+    ) -> Run | Outcome:
+        """Start an attempt of ``task``: pass its limits, log and signal the
+        start, find its invocation and arguments.
+
+        Returns the :class:`Run` to call and conclude or, when a limit held
+        the task back, the not-started :class:`Outcome`. An attempt that
+        cannot call its code (a bad row, an unknown name) is a run whose
+        ``error`` is set: concluding it records that failure.
+        """
+        holds_slot = False
+        if limited and (task.concurrency_limit is not None or task.rate_limit is not None):
+            gate = self.persist(partial(self._admit, task))
+            if gate != "admitted":
+                return Outcome(task, gate, 0.0)
+            holds_slot = task.concurrency_limit is not None
+        # The claim token is kept: recording a retry clears it on the object.
+        run = Run(task, time.monotonic(), token=task.claim_token, holds_slot=holds_slot)
+        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, run.attempt)
+        tasks_logger().info("Running %s", task)
+        send_robust(signals.task_started, Task)
+        try:
+            run.invocation = invocation or self.invocations.for_task(task)
+            run.args, run.kwargs = self.call_arguments(task)
+        except Exception as exc:
+            run.error = exc
+        return run
+
+    def call(self, run: Run) -> Any:
+        """Run a started attempt's code in this thread and return its value."""
+        if run.error is not None:
+            raise run.error
+        assert run.invocation is not None
+        task = run.task
+        if self.slots is not None:
+            self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
+        self.in_task_code = True
+        current = set_current(CurrentTask(task, self.using))
+        try:
+            return run.invocation.call(task, run.args, run.kwargs)
         finally:
-            self.free_slot(task, token)
+            reset_current(current)
+            self.in_task_code = False
+            if self.slots is not None:
+                self.slots.lift_deadline()
+
+    def coroutine(self, run: Run) -> Coroutine[Any, Any, Any]:
+        """The coroutine of a started attempt of an ``async def`` task, for an
+        event loop to await. Raises what creating it raised (arguments that
+        do not fit the function, say), as :meth:`call` would."""
+        if run.error is not None:
+            raise run.error
+        assert run.invocation is not None
+        return run.invocation.acall(run.task, run.args, run.kwargs)
+
+    def conclude(
+        self,
+        run: Run,
+        *,
+        value: Any = None,
+        error: BaseException | None = None,
+        defer_success: bool = False,
+    ) -> Outcome:
+        """Record how a started attempt ended: its return ``value``, or ``error``.
+
+        Frees what the run held (its slot in the supervisor's view and its
+        concurrency slot) and sends ``task_finished``.
+        """
+        task, invocation = run.task, run.invocation
+        result = "failed"
+        try:
+            if error is None:
+                assert invocation is not None
+                try:
+                    value = invocation.normalize(value)
+                    encoded = encode_result(
+                        value, task, strict=self.wants_result(task) or invocation.strict_result
+                    )
+                    if defer_success and invocation.deferrable and self.can_defer_successes():
+                        with self._pending_lock:
+                            self.pending.append((task, encoded, self.clock()))
+                        result = "done"
+                    else:
+                        result = self.persist(partial(self.record_success, task, encoded))
+                        if result == "done":
+                            invocation.succeeded(value)
+                except Exception as exc:
+                    error = exc
+            if error is not None:
+                result = self._record_error(run, error)
+        finally:
+            if self.slots is not None:
+                self.slots.end(run.slot)
+            send_robust(signals.task_finished, Task)
+            if run.holds_slot:
+                self.free_slot(task, run.token)
+        duration = time.monotonic() - run.started
+        log = logger.warning if result in ("failed", "lost") else logger.info
+        log(
+            "Task %s (%s) queue=%s attempt=%d %s in %.3fs",
+            task.task_id,
+            task.task_name,
+            task.queue or "-",
+            run.attempt,
+            result,
+            duration,
+        )
+        return Outcome(task, result, duration)
+
+    def _record_error(self, run: Run, error: BaseException) -> str:
+        """Record a failed attempt and tell its invocation, inside an
+        ``except`` block (Django's receivers read ``sys.exc_info()``)."""
+        if isinstance(error, WorkerStopped):
+            return self.persist(partial(self.record_failure, run.task, error))
+        if sys.exc_info()[1] is error:
+            return self._record_handled(run, error)
+        traceback = error.__traceback__
+        try:
+            raise error
+        except BaseException:
+            error.__traceback__ = traceback  # the task's frames only, not this one
+            return self._record_handled(run, error)
+
+    def _record_handled(self, run: Run, error: BaseException) -> str:
+        result = self.persist(partial(self.record_failure, run.task, error))
+        if run.invocation is not None and result != "lost":
+            run.invocation.failed(error, final=result in ("failed", "cancelled"))
+        return result
 
     def _admit(self, task: Task) -> str:
         """Return "admitted", or why the task did not start: "deferred" (its
@@ -204,63 +367,6 @@ class TaskExecutor:
             limits.release(task, token, self.using)
         except DatabaseError as exc:
             logger.warning("Could not free the slot of task %s: %s", task.task_id, exc)
-
-    def _execute(self, task: Task, *, defer_success: bool) -> Outcome:
-        started = time.monotonic()
-        attempt = task.attempts + 1
-        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, attempt)
-        tasks_logger().info("Running %s", task)
-        send_robust(signals.task_started, Task)
-        invocation: Invocation | None = None
-        try:
-            invocation = self.invocations.for_task(task)
-            args, kwargs = self.call_arguments(task)
-            if self.slots is not None:
-                self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
-            self.in_task_code = True
-            current = set_current(CurrentTask(task, self.using))
-            try:
-                value = invocation.call(task, args, kwargs)
-            finally:
-                reset_current(current)
-                self.in_task_code = False
-                if self.slots is not None:
-                    self.slots.lift_deadline()
-            value = invocation.normalize(value)
-            encoded = encode_result(
-                value, task, strict=self.wants_result(task) or invocation.strict_result
-            )
-            if defer_success and invocation.deferrable and self.can_defer_successes():
-                with self._pending_lock:
-                    self.pending.append((task, encoded, self.clock()))
-                result = "done"
-            else:
-                result = self.persist(partial(self.record_success, task, encoded))
-                if result == "done":
-                    invocation.succeeded(value)
-        except WorkerStopped as stopped:
-            self.persist(partial(self.record_failure, task, stopped))
-            raise
-        except BaseException as exc:  # a task's failure never ends the worker
-            result = self.persist(partial(self.record_failure, task, exc))
-            if invocation is not None and result != "lost":
-                invocation.failed(exc, final=result in ("failed", "cancelled"))
-        finally:
-            if self.slots is not None:
-                self.slots.end()
-            send_robust(signals.task_finished, Task)
-        duration = time.monotonic() - started
-        log = logger.warning if result in ("failed", "lost") else logger.info
-        log(
-            "Task %s (%s) queue=%s attempt=%d %s in %.3fs",
-            task.task_id,
-            task.task_name,
-            task.queue or "-",
-            attempt,
-            result,
-            duration,
-        )
-        return Outcome(task, result, duration)
 
     @staticmethod
     def wants_result(task: Task) -> bool:

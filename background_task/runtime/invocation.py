@@ -13,10 +13,10 @@ owns and None for the rest (the django.tasks backend,
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from background_task.core.coroutines import resolve
+from background_task.core.coroutines import is_async, resolve
 from background_task.core.exceptions import BadTaskRow
 
 if TYPE_CHECKING:
@@ -42,6 +42,17 @@ class Invocation:
         """Run the task's code with its stored arguments; return its value."""
         raise NotImplementedError
 
+    def is_async(self) -> bool:
+        """True when the task's code is a coroutine function: a worker then
+        awaits :meth:`acall` on its event loop instead of calling :meth:`call`."""
+        return False
+
+    def acall(
+        self, task: Task, args: list[Any], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine that runs an async task's code with its stored arguments."""
+        raise NotImplementedError(f"{type(self).__name__} runs no async code")
+
     def normalize(self, value: Any) -> Any:
         """The value to store for a successful call's return value."""
         return value
@@ -55,12 +66,28 @@ class Invocation:
 
 
 class FunctionInvocation(Invocation):
-    """Calls a registered ``@background`` function (an ``async def`` one runs
-    to completion on an event loop of its own, one at a time)."""
+    """Calls a registered ``@background`` function. A worker awaits an
+    ``async def`` one on its event loop (:meth:`acall`); called through
+    :meth:`call` (a run in the caller's process) it runs to completion on an
+    event loop of its own."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
+        self._async = is_async(function)
         self._signature: inspect.Signature | bool | None = False  # False: not read yet
+
+    def is_async(self) -> bool:
+        return self._async
+
+    def acall(
+        self, task: Task, args: list[Any], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        try:
+            coroutine: Coroutine[Any, Any, Any] = self.function(*args, **kwargs)
+        except TypeError:
+            self.check_arguments(task, args, kwargs)
+            raise
+        return coroutine
 
     def call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         try:

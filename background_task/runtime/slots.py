@@ -36,10 +36,15 @@ class RunningTask:
 
 
 class TaskSlots:
-    """One slot per thread of a worker process, in memory shared across ``fork()``."""
+    """One slot per thread of a worker process, in memory shared across ``fork()``.
 
-    def __init__(self, count: int) -> None:
-        self.count = max(1, count)
+    ``extra`` slots follow the threads' for the tasks a worker runs on its
+    event loop (``async def`` tasks); the worker hands those out by index.
+    """
+
+    def __init__(self, count: int, extra: int = 0) -> None:
+        self.threads = max(1, count)
+        self.count = self.threads + max(0, extra)
         self._memory = mmap.mmap(-1, HEADER_SIZE + self.count * SLOT_SIZE)
         for index in range(self.count):
             self._write(index, 0, math.inf)  # never a zero deadline next to a pk
@@ -58,7 +63,7 @@ class TaskSlots:
         index: int | None = getattr(self._local, "index", None)
         if index is None:
             with self._lock:
-                index = next(self._numbers) % self.count
+                index = next(self._numbers) % self.threads
             self._local.index = index
         return index
 
@@ -69,20 +74,27 @@ class TaskSlots:
         if pk is not None:
             PK.pack_into(self._memory, offset, pk)
 
-    def begin(self, pk: int, timeout: float | None, now: float) -> None:
-        """Mark the calling thread as running task ``pk``, with a limit of ``timeout`` s."""
+    @property
+    def extra(self) -> range:
+        """The indexes of the slots that follow the threads' ones."""
+        return range(self.threads, self.count)
+
+    def begin(self, pk: int, timeout: float | None, now: float, index: int | None = None) -> None:
+        """Mark the calling thread (or slot ``index``) as running task ``pk``,
+        with a limit of ``timeout`` seconds."""
         # The deadline is written before the pk: a reader that sees the pk
         # sees this task's deadline, never the previous one.
-        self._write(self._index(), pk, math.inf if timeout is None else now + timeout)
+        index = self._index() if index is None else index
+        self._write(index, pk, math.inf if timeout is None else now + timeout)
         self._memory[BEGUN] = 1
 
-    def lift_deadline(self) -> None:
+    def lift_deadline(self, index: int | None = None) -> None:
         """The task's code has returned: recording its outcome has no time limit."""
-        self._write(self._index(), None, math.inf)
+        self._write(self._index() if index is None else index, None, math.inf)
 
-    def end(self) -> None:
-        """Mark the calling thread as idle."""
-        index = self._index()
+    def end(self, index: int | None = None) -> None:
+        """Mark the calling thread (or slot ``index``) as idle."""
+        index = self._index() if index is None else index
         self._write(index, 0, None)  # the pk first: a free slot is never overdue
         self._write(index, None, math.inf)
 

@@ -100,6 +100,7 @@ class Supervisor:
         target: Callable[[ChildContext], None],
         *,
         threads: int = 1,
+        async_concurrency: int = 0,
         shutdown_timeout: float,
         queues: Sequence[str | None] | None = None,
         registry: Tasks | None = None,
@@ -108,6 +109,8 @@ class Supervisor:
         self.count = count
         self.target = target
         self.threads = threads
+        #: Slots each child gets for the async tasks on its event loop.
+        self.async_concurrency = async_concurrency
         self.shutdown_timeout = shutdown_timeout
         self.registry = registry or default_registry
         self.using = using
@@ -152,7 +155,7 @@ class Supervisor:
 
     def _start(self, slot: int) -> None:
         connections.close_all()  # never share a connection across fork()
-        slots = TaskSlots(self.threads)
+        slots = TaskSlots(self.threads, self.async_concurrency)
         context = ChildContext(slots, self.supervisor_id, os.getpid())
         process = self.context.Process(
             target=self._child, args=(context,), name=f"bgtask-worker-{slot}"

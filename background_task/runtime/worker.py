@@ -5,6 +5,11 @@ its free capacity (``threads``), runs them inline (one thread) or on a thread
 pool, and stops cleanly on SIGTERM/SIGINT: no more claims, claimed tasks
 that have not started go straight back to the queue, running tasks get
 ``shutdown_timeout`` seconds to finish. A second signal stops at once.
+
+``async def`` tasks run on an event loop of the worker's own
+(:mod:`background_task.runtime.eventloop`), up to ``async_concurrency`` at
+once, claimed separately and sized to that capacity; the loop starts with
+the first of them, so a worker without async tasks runs exactly as before.
 """
 
 from __future__ import annotations
@@ -17,27 +22,33 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from background_task.api.control import CurrentTask
 from background_task.api.registry import Tasks
 from background_task.api.registry import tasks as default_registry
 from background_task.api.runner import DBTaskRunner, custom_runner
 from background_task.core import status
 from background_task.core.conf import app_settings
-from background_task.core.exceptions import TaskNotRegistered
+from background_task.core.coroutines import is_async
+from background_task.core.exceptions import TaskCancelled, TaskNotRegistered
 from background_task.runtime import scheduler
 from background_task.runtime.connections import recycle_connections
+from background_task.runtime.eventloop import Ended, TaskLoop
 from background_task.runtime.execution import (
     NOT_STARTED,
     TRANSIENT_DB_ERRORS,
     Outcome,
+    Run,
     TaskExecutor,
     WorkerStopped,
     close_connection,
 )
+from background_task.runtime.invocation import Invocation
 from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
 from background_task.runtime.stopping import SignalStops
@@ -62,6 +73,11 @@ FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
 PAUSE_CHECK_INTERVAL = 1.0  # seconds a read of the paused queues is used for claims
+MAX_ASYNC_BATCH = 500  # async tasks claimed at once, at most
+ASYNC_POLL_INTERVAL = 0.5  # seconds between claims while async tasks run and room is left
+ASYNC_CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for cancelled async tasks
+ASYNC_KILL_GRACE = 5.0  # seconds past its timeout before an async task's process is killed
+ASYNC_CANCEL_GRACE = 5.0  # seconds cancelled coroutines get to clean up at shutdown
 
 
 class Worker(SignalStops):
@@ -76,6 +92,7 @@ class Worker(SignalStops):
         burst: bool = False,
         max_tasks: int | None = None,
         threads: int = 1,
+        async_concurrency: int | None = None,
         registry: Tasks | None = None,
         using: str = "default",
         clock: Callable[[], datetime] = timezone.now,
@@ -93,6 +110,15 @@ class Worker(SignalStops):
         self.burst = burst
         self.max_tasks = max_tasks
         self.threads = max(1, threads)
+        #: ``async def`` tasks awaited at once on this worker's event loop.
+        self.async_concurrency = max(
+            1, app_settings.ASYNC_CONCURRENCY if async_concurrency is None else async_concurrency
+        )
+        if slots is not None and len(slots.extra) < self.async_concurrency:
+            raise ValueError(
+                f"TaskSlots has {len(slots.extra)} slots for async tasks; "
+                f"async_concurrency={self.async_concurrency} needs as many."
+            )
         self.registry = registry or default_registry
         self.using = using
         self.clock = clock
@@ -124,6 +150,16 @@ class Worker(SignalStops):
         self.claimed = 0
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[Any], Task] = {}
+        # Async tasks: the loop (started by the first one), the runs it
+        # awaits, the futures that completed, the free supervisor slots.
+        self._loop: TaskLoop | None = None
+        self._coroutines: dict[Future[Ended], Run] = {}
+        self._completed: SimpleQueue[Future[Any]] = SimpleQueue()
+        self._completion = threading.Event()  # set whenever a run completes
+        self._async_slots: list[int] = list(reversed(slots.extra)) if slots is not None else []
+        self._kinds: tuple[tuple[str, ...], list[str], list[str]] = ((), [], [])
+        self._cancel_checked = float("-inf")  # monotonic seconds
+        self._currents: dict[int, CurrentTask] = {}  # by task pk, of the runs on the loop
         # Connections opened by pool threads, by thread, to close at shutdown.
         self._thread_connections: dict[int, list[Any]] = {}
         self._last_maintenance = float("-inf")
@@ -150,11 +186,13 @@ class Worker(SignalStops):
         if threading.current_thread() is threading.main_thread():
             self.install_signal_handlers()
         started = time.monotonic()
+        async_names = self._names()[1]
         logger.info(
-            "Worker %s started (queues: %s, threads: %d, tasks: %d registered)",
+            "Worker %s started (queues: %s, threads: %d, %stasks: %d registered)",
             self.worker_id,
             ", ".join(q or "<default>" for q in self.queues) if self.queues is not None else "all",
             self.threads,
+            f"async concurrency: {self.async_concurrency}, " if async_names else "",
             len(self.registry.names()),
         )
         if not self.registry.names():
@@ -167,7 +205,7 @@ class Worker(SignalStops):
         self.liveness = Liveness(
             self.worker_id,
             queues=self.queues,
-            concurrency=self.threads,
+            concurrency=self.threads + (self.async_concurrency if async_names else 0),
             supervisor_id=self.supervisor_id,
             using=self.using,
             executor=TaskExecutor(
@@ -187,7 +225,7 @@ class Worker(SignalStops):
                 if claimed is None:
                     continue  # database outage, already waited
                 if claimed == 0:
-                    if self.burst and not self._running:
+                    if self.burst and not (self._running or self._coroutines):
                         break
                     self._idle()
         except WorkerStopped:
@@ -239,6 +277,30 @@ class Worker(SignalStops):
             limit = min(limit, self.max_tasks - self.claimed)
         return limit
 
+    def async_batch_size(self) -> int:
+        """How many async tasks to claim now: the free room on the event loop.
+
+        While coroutines run, a claim waits until a tenth of the room is
+        free, so that a busy loop claims in batches rather than one query
+        per finished task."""
+        room = self.async_concurrency - len(self._coroutines)
+        if self._coroutines and room < min(self.async_concurrency // 10, MAX_ASYNC_BATCH // 10):
+            return 0
+        limit = min(room, MAX_ASYNC_BATCH)
+        if self.max_tasks is not None:
+            limit = min(limit, self.max_tasks - self.claimed)
+        return max(0, limit)
+
+    def _names(self) -> tuple[list[str], list[str]]:
+        """The registered task names, split into sync and ``async def`` ones."""
+        names = self.registry.names()
+        key = tuple(names)
+        if key != self._kinds[0]:
+            found = {name for name in names if is_async(self.registry.get(name).task_function)}
+            sync = [name for name in names if name not in found]
+            self._kinds = (key, sync, [name for name in names if name in found])
+        return self._kinds[1], self._kinds[2]
+
     def _record_duration(self, seconds: float) -> None:
         if self._mean_duration is None:
             self._mean_duration = seconds
@@ -255,22 +317,34 @@ class Worker(SignalStops):
         woken, self._woken = self._woken, False
         if self._running:
             self._reap({future for future in self._running if future.done()})
+        if self._coroutines:
+            self._reap_coroutines()
+            self._cancel_requested_coroutines()
         now = self.clock()
         if not woken:
             self.housekeeping(now)
         if self.custom_runner is not None:
             return self._step_through(self.custom_runner)
+        sync_names, async_names = self._names()
+        paused = self.paused_queues()
         request = ClaimRequest(
             self.worker_id,
             self.batch_size(),
             now,
-            self.registry.names(),
+            sync_names,
             self.queues,
             self.backends,
-            self.paused_queues(),
+            paused,
         )
         batch = self.strategy.claim(request)
-        if not batch and not self._running and not request.empty:
+        empty = request.empty
+        if async_names:
+            async_request = ClaimRequest(
+                self.worker_id, self.async_batch_size(), now, async_names, self.queues, (), paused
+            )
+            batch += self.strategy.claim(async_request)
+            empty = empty and async_request.empty
+        if not batch and not (self._running or self._coroutines) and not empty:
             # Nothing due: note when the next waiting task is, so an idle
             # worker wakes for it instead of up to --sleep seconds late.
             first = self.strategy.next_run_at(now)
@@ -281,11 +355,17 @@ class Worker(SignalStops):
                 if self.stopping.is_set():
                     self._release(batch[index:])
                     break
+                invocation = self._invocation(task, async_names)
+                awaited = invocation is not None and invocation.is_async()
+                if awaited and self._await(task, invocation):  # type: ignore[arg-type]
+                    continue
                 if self._pool is not None:
-                    self._running[self._pool.submit(self._execute_in_thread, task)] = task
+                    future = self._pool.submit(self._execute_in_thread, task, invocation)
+                    future.add_done_callback(self._on_completed)
+                    self._running[future] = task
                     continue
                 try:
-                    outcome = self.executor.execute(task, defer_success=True)
+                    outcome = self.executor.execute(task, defer_success=True, invocation=invocation)
                 except WorkerStopped:
                     self._release(batch[index + 1 :])
                     raise
@@ -299,6 +379,24 @@ class Worker(SignalStops):
             # Successes are never held past the batch that produced them.
             self.executor.flush()
         return len(batch)
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for the tasks this worker runs on its threads or its event loop
+        and record their outcomes, then stop its event loop (the next async
+        task starts a new one). For callers of :meth:`step` outside
+        :meth:`run`, which does this itself when it stops."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._running or self._coroutines:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._completion.wait(0.05)
+            self._completion.clear()
+            self._reap({future for future in self._running if future.done()})
+            self._reap_coroutines()
+        self.executor.flush()
+        if self._loop is not None and not self._coroutines:
+            self._loop.close()
+            self._loop = None
 
     def paused_queues(self) -> tuple[str | None, ...]:
         """The paused queues, read at most once a second: a queue paused
@@ -388,18 +486,107 @@ class Worker(SignalStops):
         ):
             self.executor.flush()
 
-    def _execute_in_thread(self, task: Task) -> Outcome:
+    def _execute_in_thread(self, task: Task, invocation: Invocation | None = None) -> Outcome:
         try:
             # A success waits for the worker's thread, which records those
             # of all threads together at its next step: one transaction for
             # many, instead of one per task from each thread (threads that
             # contend for the database's write lock on SQLite).
-            return self.executor.execute(task, defer_success=True)
+            return self.executor.execute(task, defer_success=True, invocation=invocation)
         finally:
             recycle_connections()
             self._thread_connections[threading.get_ident()] = list(
                 connections.all(initialized_only=True)
             )
+
+    # -- async tasks ---------------------------------------------------------
+
+    def _invocation(self, task: Task, async_names: Sequence[str]) -> Invocation | None:
+        """The invocation of a task that may be async (an async name, or a
+        django.tasks row); None when it is sync or cannot be found (the run
+        then records why)."""
+        if not (async_names or task.backend):
+            return None
+        try:
+            return self.executor.invocations.for_task(task)
+        except Exception:
+            return None
+
+    def _await(self, task: Task, invocation: Invocation) -> bool:
+        """Begin an async task and hand its coroutine to the event loop.
+
+        False when no slot of the supervisor's view is free for it (a
+        django.tasks row claimed beyond the loop's room): it then runs on a
+        thread, to completion, like a sync task.
+        """
+        slots = self.executor.slots
+        if slots is not None and not self._async_slots:
+            return False
+        run = self.executor.begin(task, invocation=invocation)
+        if isinstance(run, Outcome):
+            return True  # a limit held it back; it did not start
+        try:
+            coroutine = self.executor.coroutine(run)
+        except BaseException as exc:  # arguments that do not fit, say
+            self.executor.conclude(run, error=exc)
+            self.processed += 1
+            return True
+        if self._loop is None:
+            self._loop = TaskLoop()
+        limit = self.executor.time_limit(task)
+        if slots is not None:
+            run.slot = self._async_slots.pop()
+            # The loop cancels the coroutine at its limit; killing the process
+            # is the last resort, for a loop that something blocks.
+            deadline = None if limit is None else limit + ASYNC_KILL_GRACE
+            slots.begin(task.pk, deadline, time.monotonic(), index=run.slot)
+        current = self._currents[task.pk] = CurrentTask(task, self.using, in_loop=True)
+        future = self._loop.submit(
+            task.pk,
+            coroutine,
+            timeout=limit,
+            current=current,
+            describe=lambda: f"{task.task_id} ({task.task_name})",
+        )
+        self._coroutines[future] = run
+        future.add_done_callback(self._on_completed_coroutine)
+        return True
+
+    def _on_completed(self, future: Future[Any]) -> None:
+        self._completion.set()
+
+    def _on_completed_coroutine(self, future: Future[Any]) -> None:
+        self._completed.put(future)
+        self._completion.set()
+
+    def _reap_coroutines(self) -> None:
+        """Record the outcomes of the coroutines that ended (successes in a batch)."""
+        while True:
+            try:
+                future = self._completed.get_nowait()
+            except Empty:
+                return
+            run = self._coroutines.pop(future)
+            self._currents.pop(run.task.pk, None)
+            ended = future.result()
+            self.executor.conclude(run, value=ended.value, error=ended.error, defer_success=True)
+            if run.slot is not None:
+                self._async_slots.append(run.slot)
+            self.processed += 1
+            self._flush_if_due()
+
+    def _cancel_requested_coroutines(self) -> None:
+        """Cancel the running coroutines of tasks someone cancelled (every second)."""
+        if time.monotonic() - self._cancel_checked < ASYNC_CANCEL_CHECK_INTERVAL:
+            return
+        self._cancel_checked = time.monotonic()
+        asked = [pk for pk, current in self._currents.items() if not current.cancel_requested]
+        if not asked or self._loop is None:
+            return
+        cancelled = Task.objects.using(self.using).filter(pk__in=asked, cancel_requested=True)
+        for pk in cancelled.values_list("pk", flat=True):
+            self._currents[pk].note_cancel_requested()
+            self._loop.cancel(pk, TaskCancelled("The task was cancelled while it ran."))
 
     def _close_thread_connections(self) -> None:
         """Close the connections the pool's threads opened; the threads have exited."""
@@ -413,7 +600,13 @@ class Worker(SignalStops):
         self._thread_connections.clear()
 
     def _idle(self) -> None:
-        if self._running:
+        if self._coroutines:
+            # Woken by a run that ends; while the loop has room, new tasks
+            # are looked for every ASYNC_POLL_INTERVAL too.
+            room = len(self._coroutines) < self.async_concurrency
+            self._completion.wait(min(self.sleep, ASYNC_POLL_INTERVAL) if room else self.sleep)
+            self._completion.clear()
+        elif self._running:
             done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
             self._reap(done)
         else:
@@ -455,6 +648,32 @@ class Worker(SignalStops):
                 self.processed += 1
                 self._record_duration(future.result().duration)
 
+    def _stop_coroutines(self) -> None:
+        """Cancel the coroutines still running after the grace period, give them
+        ASYNC_CANCEL_GRACE seconds to clean up, record them as interrupted
+        (they run again), and close the loop."""
+        assert self._loop is not None
+        if self._coroutines:
+            logger.warning(
+                "Cancelling %d async task(s) still running at shutdown.", len(self._coroutines)
+            )
+            self._loop.cancel_all(WorkerStopped("The worker stopped before the task finished."))
+            deadline = time.monotonic() + ASYNC_CANCEL_GRACE
+            while self._coroutines and time.monotonic() < deadline:
+                self._completion.wait(0.1)
+                self._completion.clear()
+                self._reap_coroutines()
+        for run in list(self._coroutines.values()):
+            logger.warning(
+                "Task %s did not end when cancelled; recording it as interrupted.",
+                run.task.task_id,
+            )
+            self.executor.conclude(
+                run, error=WorkerStopped("The worker stopped before the task finished.")
+            )
+        self._coroutines.clear()
+        self._loop.close()
+
     def _release(self, batch: Sequence[Task]) -> None:
         for task in batch:
             try:
@@ -468,19 +687,28 @@ class Worker(SignalStops):
     def _shutdown(self) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         self.strategy.close()
+        if self._pool is None and self._loop is None:
+            return
+        # Tasks the pool has not started yet go straight back to the queue.
+        for future, task in list(self._running.items()):
+            if future.cancel():
+                del self._running[future]
+                self._release([task])
+        deadline = time.monotonic() + self.shutdown_timeout
+        while (
+            (self._running or self._coroutines)
+            and not self.force_stop
+            and time.monotonic() < deadline
+        ):
+            self._completion.wait(0.2)
+            self._completion.clear()
+            self._reap({future for future in self._running if future.done()})
+            self._reap_coroutines()
+        if self._loop is not None:
+            self._stop_coroutines()
+        self.executor.flush()  # the successes of the tasks that finished meanwhile
         if self._pool is None:
             return
-        if self._running:
-            # Tasks the pool has not started yet go straight back to the queue.
-            for future, task in list(self._running.items()):
-                if future.cancel():
-                    del self._running[future]
-                    self._release([task])
-            deadline = time.monotonic() + self.shutdown_timeout
-            while self._running and not self.force_stop and time.monotonic() < deadline:
-                done, _ = wait(list(self._running), timeout=0.2)
-                self._reap(done)
-        self.executor.flush()  # the successes of the tasks that finished meanwhile
         if self._running:
             for task in self._running.values():
                 logger.warning(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import django
 from django.tasks import task
 
@@ -29,6 +32,13 @@ def flaky(message: str) -> None:
 @task
 async def async_add(a: int, b: int) -> int:
     return a + b
+
+
+@task(takes_context=True)
+async def async_where(context) -> list:
+    """Where an async task function runs: the thread (a worker's event loop) and attempt."""
+    await asyncio.sleep(0)
+    return [threading.current_thread().name, context.attempt]
 
 
 @task

@@ -189,6 +189,50 @@ async def async_current() -> list[object]:
     return [current.task_id, current.attempt] if current is not None else []
 
 
+@background(ttl=60)
+async def async_overlap(key: str, seconds: float = 0.3) -> str:
+    """Awaits ``seconds``, then records when it started and ended (to count
+    how many ran at once)."""
+    started = timezone.now()
+    await asyncio.sleep(seconds)
+    await Execution.objects.acreate(
+        task_name="async_overlap",
+        key=key,
+        worker_pid=os.getpid(),
+        started_at=started,
+        finished_at=timezone.now(),
+    )
+    return key
+
+
+@background(ttl=60)
+async def async_sleeper(key: str, seconds: float = 60.0) -> str:
+    """Records that it started, sleeps; when cancelled, records a clean-up first."""
+    await Execution.objects.acreate(task_name="async_sleeper", key=f"started:{key}")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        await Execution.objects.acreate(task_name="async_sleeper", key=f"cleanup:{key}")
+        raise
+    await Execution.objects.acreate(task_name="async_sleeper", key=f"finished:{key}")
+    return key
+
+
+@background
+async def async_blocking(seconds: float) -> None:
+    """A mistake: blocks its event loop with a sync sleep."""
+    time.sleep(seconds)
+
+
+@background(ttl=60)
+async def async_cancel_flag() -> bool:
+    """Reads ``current_task().cancel_requested`` in async code (no sync query)."""
+    current = current_task()
+    assert current is not None
+    await asyncio.sleep(0)
+    return current.cancel_requested
+
+
 # -- unique tasks --------------------------------------------------------------------
 
 

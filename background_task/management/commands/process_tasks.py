@@ -89,6 +89,13 @@ class Command(BaseCommand):
             "BACKGROUND_TASK_ASYNC_THREADS when BACKGROUND_TASK_RUN_ASYNC is set).",
         )
         parser.add_argument(
+            "--async-concurrency",
+            type=_number(1, "--async-concurrency", int),
+            default=None,
+            help="async def tasks awaited at once per process, on its event loop "
+            "(default 100, or BACKGROUND_TASK_ASYNC_CONCURRENCY).",
+        )
+        parser.add_argument(
             "--log-file",
             metavar="PATH",
             help="Also write the log to this file (reopened when rotated: move it away and "
@@ -122,6 +129,7 @@ class Command(BaseCommand):
             "burst": options["burst"],
             "max_tasks": options["max_tasks"],
             "threads": threads,
+            "async_concurrency": options["async_concurrency"] or app_settings.ASYNC_CONCURRENCY,
         }
         try:
             autodiscover()
@@ -184,6 +192,7 @@ class Command(BaseCommand):
             count,
             work,
             threads=worker_options["threads"],
+            async_concurrency=worker_options["async_concurrency"],
             shutdown_timeout=app_settings.SHUTDOWN_TIMEOUT,
             queues=worker_options["queues"],
         )
