@@ -31,6 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATABASES = ("sqlite", "postgres", "mysql")
 
+ASYNC_CONCURRENCY = 500  # coroutines per worker process in drain_async
+
 # scenario -> (unit, reference scenario or None, what it measures)
 SCENARIOS: dict[str, tuple[str, str | None, str]] = {
     "raw_insert": ("rows/s", None, "reference: one INSERT per transaction, raw SQL, 1 client"),
@@ -61,12 +63,25 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "--size / 5 no-op tasks (at least 400) with rate_limit='200/s', 2 worker "
         "processes: starts per second over the first n / 200 - 1 seconds (200 if met)",
     ),
+    "drain_async": (
+        "tasks/s",
+        None,
+        f"async tasks awaiting 0.1 s, 1 worker process, --async-concurrency {ASYNC_CONCURRENCY} "
+        f"(at most {ASYNC_CONCURRENCY * 10:,}/s)",
+    ),
+    "drain_async_2p": ("tasks/s", None, "as drain_async, 2 worker processes"),
     "backlog_drain": ("tasks/s", "drain_1p", "first --size tasks of a --backlog queue, 1 process"),
     "latency_p50": ("ms", None, "enqueue commit to task start, idle worker, default options"),
     "latency_p95": ("ms", None, "as above, 95th percentile"),
     "latency_call_p50": ("ms", None, "as latency_p50, but from before the task() call"),
     "worker_rss": ("MB", None, "peak RSS of the worker process in drain_1p"),
     "drain_rated_peak": ("starts", None, "the most starts in any second of drain_rated (<= 200)"),
+    "async_rss": (
+        "MB",
+        None,
+        "peak RSS of 1 worker process holding 1,000 coroutines (2,000 tasks awaiting 2 s, "
+        "--async-concurrency 1000)",
+    ),
     "idle_cpu": ("% core", None, "CPU time of an idle worker over --idle-seconds (latency run)"),
 }
 
@@ -521,6 +536,27 @@ def scenario_drain_io(size: int) -> float:
     return drained_rate(n)
 
 
+def make_drain_async(processes: int) -> Callable[[int], float]:
+    def scenario(size: int) -> float:
+        from benchmarks.benchapp.tasks import await_100ms
+
+        enqueue_noops(size, await_100ms)
+        analyze()
+        run_workers(processes, "--async-concurrency", str(ASYNC_CONCURRENCY))
+        rate = drained_rate(size)
+        if processes == 1:
+            reset()
+            from benchmarks.benchapp.tasks import await_2s
+
+            enqueue_noops(2000, await_2s)
+            _, peak = run_workers(1, "--async-concurrency", "1000")
+            drained_rate(2000)
+            EXTRA["async_rss"].append(peak)
+        return rate
+
+    return scenario
+
+
 def scenario_drain_limited(size: int) -> float:
     from benchmarks.benchapp.tasks import noop_limited
 
@@ -635,6 +671,7 @@ EXTRA: dict[str, list[float]] = {
     "latency_call_p50": [],
     "idle_cpu": [],
     "drain_rated_peak": [],
+    "async_rss": [],
 }
 OPTIONS: dict[str, Any] = {}
 
@@ -657,6 +694,8 @@ def child(args: argparse.Namespace) -> int:
         "drain_io": scenario_drain_io,
         "drain_limited": scenario_drain_limited,
         "drain_rated": scenario_drain_rated,
+        "drain_async": make_drain_async(1),
+        "drain_async_2p": make_drain_async(2),
         "backlog_drain": scenario_backlog_drain,
         "latency_p50": scenario_latency,
     }

@@ -175,3 +175,39 @@ def test_a_failing_coroutine_is_retried_and_the_loop_goes_on(clock):
     row = Task.objects.get(task_id=bad.task_id)
     assert row.attempts == 1 and "negative" in row.last_error
     assert not Task.objects.filter(task_id=good.task_id).exists()
+
+
+def _sessions() -> int:
+    """Other sessions open on the test database (PostgreSQL)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_coroutines_share_one_orm_connection_and_leave_none_open(start_worker):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts sessions in pg_stat_activity")
+    for number in range(300):
+        fixtures.async_record(f"c{number}")
+    worker = start_worker("--sleep", "0.1", "--async-concurrency", "50")
+    peak = 0
+
+    def done() -> bool:
+        nonlocal peak
+        peak = max(peak, _sessions())
+        return Execution.objects.count() == 300
+
+    wait_until(done, timeout=120, interval=0.02)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait()[0] == 0
+    # The supervisor, the worker, its LISTEN and heartbeat connections and
+    # the one the async ORM uses: not one per coroutine (50 ran at once).
+    assert peak <= 6, peak
+    wait_until(lambda: _sessions() == 0, timeout=10)

@@ -41,12 +41,12 @@ def test_off_by_default_and_true_means_defaults() -> None:
 
 def test_options_become_process_tasks_arguments() -> None:
     options = parse_options(
-        {"workers": 2, "threads": 4, "queues": ["mail", "default"], "sleep": 0.5,
-         "restart_delay": 1, "log_file": "/tmp/worker.log"}
+        {"workers": 2, "threads": 4, "async_concurrency": 50, "queues": ["mail", "default"],
+         "sleep": 0.5, "restart_delay": 1, "log_file": "/tmp/worker.log"}
     )  # fmt: skip
     assert options is not None
     assert options.command_args() == [
-        "--workers", "2", "--threads", "4", "--sleep", "0.5",
+        "--workers", "2", "--threads", "4", "--async-concurrency", "50", "--sleep", "0.5",
         "--queues", "mail,default", "--log-file", "/tmp/worker.log",
     ]  # fmt: skip
     assert options.restart_delay == 1.0
@@ -59,6 +59,7 @@ def test_options_become_process_tasks_arguments() -> None:
         ({"worker": 2}, "unknown option(s) 'worker'"),
         ({"workers": 0}, "option 'workers' must be a positive integer, not 0"),
         ({"threads": True}, "option 'threads' must be a positive integer, not True"),
+        ({"async_concurrency": 0}, "option 'async_concurrency' must be a positive integer, not 0"),
         ({"sleep": -1}, "option 'sleep' must be a number >= 0, not -1"),
         ({"queues": "mail"}, "option 'queues' must be a list of queue names, not 'mail'"),
         ({"queues": ["a,b"]}, "non-empty list of queue names"),

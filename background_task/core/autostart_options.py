@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-OPTION_KEYS = {"workers", "threads", "queues", "sleep", "restart_delay", "log_file"}
+OPTION_KEYS = {
+    "workers",
+    "threads",
+    "async_concurrency",
+    "queues",
+    "sleep",
+    "restart_delay",
+    "log_file",
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,7 @@ class AutostartOptions:
 
     workers: int = 1
     threads: int = 1
+    async_concurrency: int | None = None  # None: BACKGROUND_TASK_ASYNC_CONCURRENCY
     queues: tuple[str, ...] | None = None
     sleep: float = 1.0
     restart_delay: float = 5.0
@@ -29,6 +38,8 @@ class AutostartOptions:
     def command_args(self) -> list[str]:
         """The ``process_tasks`` options that run this worker."""
         args = ["--workers", str(self.workers), "--threads", str(self.threads)]
+        if self.async_concurrency is not None:
+            args += ["--async-concurrency", str(self.async_concurrency)]
         args += ["--sleep", repr(self.sleep)]
         if self.queues:
             args += ["--queues", ",".join(self.queues)]
@@ -55,7 +66,7 @@ def parse_options(value: Any) -> AutostartOptions | None:
             f"known: {', '.join(sorted(OPTION_KEYS))}"
         )
     options: dict[str, Any] = {}
-    for key in ("workers", "threads"):
+    for key in ("workers", "threads", "async_concurrency"):
         if key in value:
             number = value[key]
             if isinstance(number, bool) or not isinstance(number, int) or number < 1:

@@ -75,6 +75,7 @@ MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
 PAUSE_CHECK_INTERVAL = 1.0  # seconds a read of the paused queues is used for claims
 MAX_ASYNC_BATCH = 500  # async tasks claimed at once, at most
 ASYNC_POLL_INTERVAL = 0.5  # seconds between claims while async tasks run and room is left
+ASYNC_RECHECK_INTERVAL = 0.1  # seconds an empty async claim is not repeated (unless woken)
 ASYNC_CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for cancelled async tasks
 ASYNC_KILL_GRACE = 5.0  # seconds past its timeout before an async task's process is killed
 ASYNC_CANCEL_GRACE = 5.0  # seconds cancelled coroutines get to clean up at shutdown
@@ -159,6 +160,7 @@ class Worker(SignalStops):
         self._async_slots: list[int] = list(reversed(slots.extra)) if slots is not None else []
         self._kinds: tuple[tuple[str, ...], list[str], list[str]] = ((), [], [])
         self._cancel_checked = float("-inf")  # monotonic seconds
+        self._async_recheck_at = 0.0  # monotonic seconds; see _claim
         self._currents: dict[int, CurrentTask] = {}  # by task pk, of the runs on the loop
         # Connections opened by pool threads, by thread, to close at shutdown.
         self._thread_connections: dict[int, list[Any]] = {}
@@ -325,25 +327,7 @@ class Worker(SignalStops):
             self.housekeeping(now)
         if self.custom_runner is not None:
             return self._step_through(self.custom_runner)
-        sync_names, async_names = self._names()
-        paused = self.paused_queues()
-        request = ClaimRequest(
-            self.worker_id,
-            self.batch_size(),
-            now,
-            sync_names,
-            self.queues,
-            self.backends,
-            paused,
-        )
-        batch = self.strategy.claim(request)
-        empty = request.empty
-        if async_names:
-            async_request = ClaimRequest(
-                self.worker_id, self.async_batch_size(), now, async_names, self.queues, (), paused
-            )
-            batch += self.strategy.claim(async_request)
-            empty = empty and async_request.empty
+        batch, empty = self._claim(now, woken)
         if not batch and not (self._running or self._coroutines) and not empty:
             # Nothing due: note when the next waiting task is, so an idle
             # worker wakes for it instead of up to --sleep seconds late.
@@ -355,7 +339,7 @@ class Worker(SignalStops):
                 if self.stopping.is_set():
                     self._release(batch[index:])
                     break
-                invocation = self._invocation(task, async_names)
+                invocation = self._invocation(task)
                 awaited = invocation is not None and invocation.is_async()
                 if awaited and self._await(task, invocation):  # type: ignore[arg-type]
                     continue
@@ -397,6 +381,43 @@ class Worker(SignalStops):
         if self._loop is not None and not self._coroutines:
             self._loop.close()
             self._loop = None
+
+    def _claim(self, now: datetime, woken: bool) -> tuple[list[Task], bool]:
+        """Claim what fits; also say whether nothing could be claimed at all.
+
+        Sync and async tasks are claimed separately, each sized to its own
+        room (threads, the event loop). Right after an idle wait nothing
+        runs, and one claim of every name serves both: the tasks that woke
+        the worker cost one query, as in a worker without async tasks. An
+        async claim that found nothing is not repeated for
+        ASYNC_RECHECK_INTERVAL, so that a stream of sync tasks does not pay
+        one more query per batch for async tasks that are not there.
+        """
+        sync_names, async_names = self._names()
+        paused = self.paused_queues()
+        names, limit = sync_names, self.batch_size()
+        if woken and async_names:  # nothing runs: the loop has all its room
+            names, limit = list(self._kinds[0]), min(limit, self.async_concurrency)
+        request = ClaimRequest(
+            self.worker_id, limit, now, names, self.queues, self.backends, paused
+        )
+        batch = self.strategy.claim(request)
+        if not async_names or woken:
+            return batch, request.empty
+        due = time.monotonic() >= self._async_recheck_at
+        async_request = ClaimRequest(
+            self.worker_id,
+            self.async_batch_size() if due else 0,
+            now,
+            async_names,
+            self.queues,
+            (),
+            paused,
+        )
+        claimed = self.strategy.claim(async_request)
+        if not (claimed or async_request.empty):  # a claim looked, and found nothing
+            self._async_recheck_at = time.monotonic() + ASYNC_RECHECK_INTERVAL
+        return batch + claimed, request.empty and async_request.empty
 
     def paused_queues(self) -> tuple[str | None, ...]:
         """The paused queues, read at most once a second: a queue paused
@@ -501,11 +522,11 @@ class Worker(SignalStops):
 
     # -- async tasks ---------------------------------------------------------
 
-    def _invocation(self, task: Task, async_names: Sequence[str]) -> Invocation | None:
+    def _invocation(self, task: Task) -> Invocation | None:
         """The invocation of a task that may be async (an async name, or a
         django.tasks row); None when it is sync or cannot be found (the run
         then records why)."""
-        if not (async_names or task.backend):
+        if not (self._kinds[2] or task.backend):
             return None
         try:
             return self.executor.invocations.for_task(task)
