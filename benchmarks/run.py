@@ -274,11 +274,13 @@ def analyze() -> None:
             cursor.fetchall()
 
 
-def worker_env() -> dict[str, str]:
-    return dict(os.environ, DJANGO_SETTINGS_MODULE="benchmarks.settings", PYTHONPATH=ROOT)
+def worker_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, DJANGO_SETTINGS_MODULE="benchmarks.settings", PYTHONPATH=ROOT, **extra)
 
 
-def run_workers(processes: int, *options: str) -> tuple[float, float]:
+def run_workers(
+    processes: int, *options: str, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     """Start burst workers, wait for them; return (wall seconds, peak RSS MB of the first)."""
     from django.db import connections
 
@@ -296,7 +298,7 @@ def run_workers(processes: int, *options: str) -> tuple[float, float]:
                 "0.05",
                 *options,
             ],
-            env=worker_env(),
+            env=env or worker_env(),
             cwd=ROOT,
         )
         for _ in range(processes)
@@ -538,18 +540,17 @@ def scenario_drain_io(size: int) -> float:
 
 def make_drain_async(processes: int) -> Callable[[int], float]:
     def scenario(size: int) -> float:
-        from benchmarks.benchapp.tasks import await_100ms
+        from benchmarks.benchapp.async_tasks import await_2s, await_100ms
 
         enqueue_noops(size, await_100ms)
         analyze()
-        run_workers(processes, "--async-concurrency", str(ASYNC_CONCURRENCY))
+        env = worker_env(BENCH_ASYNC="1")
+        run_workers(processes, "--async-concurrency", str(ASYNC_CONCURRENCY), env=env)
         rate = drained_rate(size)
         if processes == 1:
             reset()
-            from benchmarks.benchapp.tasks import await_2s
-
             enqueue_noops(2000, await_2s)
-            _, peak = run_workers(1, "--async-concurrency", "1000")
+            _, peak = run_workers(1, "--async-concurrency", "1000", env=env)
             drained_rate(2000)
             EXTRA["async_rss"].append(peak)
         return rate

@@ -75,6 +75,27 @@ def test_sync_and_async_tasks_of_one_queue_both_run(start_worker):
     assert not Task.objects.exists()
 
 
+def test_a_long_sync_task_does_not_hold_back_the_loop(start_worker):
+    """With one thread, a worker that runs coroutines moves its sync tasks to
+    a thread of their own: the coroutines' outcomes are recorded, and their
+    time limits lifted, while a sync task runs."""
+    slow = fixtures.sleep_for(10, "sync")
+    worker = start_worker("--sleep", "0.1")
+    wait_until(lambda: "sync" in _keys())  # the sync task runs
+    quick = [fixtures.async_overlap(f"q{n}", 0.2, timeout=1) for n in range(5)]
+    wait_until(
+        lambda: CompletedTask.objects.filter(task_id__in=[t.task_id for t in quick]).count() == 5,
+        timeout=60,
+    )
+    # All five were recorded while the sync task still ran, none killed.
+    assert Task.objects.filter(task_id=slow.task_id, status=status.RUNNING).exists()
+    assert set(CompletedTask.objects.values_list("status", flat=True)) == {status.DONE}
+    worker.signal(signal.SIGTERM)
+    code, output = worker.wait(60)
+    assert code == 0, output
+    assert CompletedTask.objects.get(task_id=slow.task_id).status == status.DONE
+
+
 def test_a_claim_takes_no_more_async_tasks_than_the_loop_has_room_for(clock):
     for number in range(10):
         fixtures.async_record(f"k{number}")

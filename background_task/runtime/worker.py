@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -202,7 +203,10 @@ class Worker(SignalStops):
                 "No tasks are registered in this worker: define them with @background in an "
                 "installed app's tasks.py module."
             )
-        if self.threads > 1:
+        if self.threads > 1 or async_names:
+            # With async tasks, sync ones run on a thread even when there is
+            # one: run inline, a long one would keep this thread from
+            # recording what the event loop finished and claiming for it.
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
         self.liveness = Liveness(
             self.worker_id,
@@ -570,13 +574,17 @@ class Worker(SignalStops):
             describe=lambda: f"{task.task_id} ({task.task_name})",
         )
         self._coroutines[future] = run
-        future.add_done_callback(self._on_completed_coroutine)
+        future.add_done_callback(partial(self._on_completed_coroutine, run.slot))
         return True
 
     def _on_completed(self, future: Future[Any]) -> None:
         self._completion.set()
 
-    def _on_completed_coroutine(self, future: Future[Any]) -> None:
+    def _on_completed_coroutine(self, slot: int | None, future: Future[Any]) -> None:
+        # On the loop's thread, as soon as the coroutine ended: its time
+        # limit no longer applies, however long this thread takes to record it.
+        if slot is not None and self.executor.slots is not None:
+            self.executor.slots.lift_deadline(slot)
         self._completed.put(future)
         self._completion.set()
 
@@ -590,10 +598,14 @@ class Worker(SignalStops):
             run = self._coroutines.pop(future)
             self._currents.pop(run.task.pk, None)
             ended = future.result()
-            self.executor.conclude(run, value=ended.value, error=ended.error, defer_success=True)
-            if run.slot is not None:
-                self._async_slots.append(run.slot)
-            self.processed += 1
+            try:
+                self.executor.conclude(
+                    run, value=ended.value, error=ended.error, defer_success=True
+                )
+            finally:
+                if run.slot is not None:
+                    self._async_slots.append(run.slot)
+                self.processed += 1
             self._flush_if_due()
 
     def _cancel_requested_coroutines(self) -> None:
@@ -622,10 +634,10 @@ class Worker(SignalStops):
 
     def _idle(self) -> None:
         if self._coroutines:
-            # Woken by a run that ends; while the loop has room, new tasks
-            # are looked for every ASYNC_POLL_INTERVAL too.
-            room = len(self._coroutines) < self.async_concurrency
-            self._completion.wait(min(self.sleep, ASYNC_POLL_INTERVAL) if room else self.sleep)
+            # Woken by a run that ends, and every ASYNC_POLL_INTERVAL: to
+            # claim new tasks while the loop has room, and to cancel the
+            # coroutines of cancelled tasks.
+            self._completion.wait(min(self.sleep, ASYNC_POLL_INTERVAL))
             self._completion.clear()
         elif self._running:
             done, _ = wait(list(self._running), timeout=self.sleep, return_when=FIRST_COMPLETED)
