@@ -79,8 +79,10 @@ def test_a_long_sync_task_does_not_hold_back_the_loop(start_worker):
     """With one thread, a worker that runs coroutines moves its sync tasks to
     a thread of their own: the coroutines' outcomes are recorded, and their
     time limits lifted, while a sync task runs."""
-    slow = fixtures.sleep_for(10, "sync")
+    first = fixtures.async_record("first")
     worker = start_worker("--sleep", "0.1")
+    wait_until(lambda: CompletedTask.objects.filter(task_id=first.task_id).exists())
+    slow = fixtures.sleep_for(10, "sync")
     wait_until(lambda: "sync" in _keys())  # the sync task runs
     quick = [fixtures.async_overlap(f"q{n}", 0.2, timeout=1) for n in range(5)]
     wait_until(

@@ -203,10 +203,7 @@ class Worker(SignalStops):
                 "No tasks are registered in this worker: define them with @background in an "
                 "installed app's tasks.py module."
             )
-        if self.threads > 1 or async_names:
-            # With async tasks, sync ones run on a thread even when there is
-            # one: run inline, a long one would keep this thread from
-            # recording what the event loop finished and claiming for it.
+        if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
         self.liveness = Liveness(
             self.worker_id,
@@ -558,6 +555,11 @@ class Worker(SignalStops):
             return True
         if self._loop is None:
             self._loop = TaskLoop()
+            if self._pool is None and self.liveness is not None:
+                # From now on sync tasks run on a thread even when there is
+                # one: run inline, a long one would keep this thread from
+                # recording what the loop finished and from claiming for it.
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
         limit = self.executor.time_limit(task)
         if slots is not None:
             run.slot = self._async_slots.pop()
