@@ -591,7 +591,9 @@ class Worker(SignalStops):
         self._completion.set()
 
     def _reap_coroutines(self) -> None:
-        """Record the outcomes of the coroutines that ended (successes in a batch)."""
+        """Record the outcomes of the coroutines that ended: failures at once,
+        successes in one batch at the end of the step (all those that ended
+        since the last one)."""
         while True:
             try:
                 future = self._completed.get_nowait()
@@ -608,7 +610,6 @@ class Worker(SignalStops):
                 if run.slot is not None:
                     self._async_slots.append(run.slot)
                 self.processed += 1
-            self._flush_if_due()
 
     def _cancel_requested_coroutines(self) -> None:
         """Cancel the running coroutines of tasks someone cancelled (every second)."""
