@@ -121,6 +121,20 @@ from background_task.testing import run_immediately
 with run_immediately(False):
     task = f(1, schedule=3600)  # stored, not due: run_next_task leaves it to run_task
 """,
+    "async.md": """
+class Order:
+    pk = 42
+    webhook_url = "https://example.com/hook"
+    def charge(self): self.charged = True
+
+class Orders:
+    async def aget(self, pk): return Order()
+    def select_for_update(self): return self
+    def get(self, pk): return Order()
+
+Order.objects = Orders()
+async def post_webhook(url, payload): return 200
+""",
     "django-tasks.md": "",
     "from-celery.md": """
 pushed = []

@@ -208,7 +208,7 @@ class Worker(SignalStops):
         self.liveness = Liveness(
             self.worker_id,
             queues=self.queues,
-            concurrency=self.threads + (self.async_concurrency if async_names else 0),
+            concurrency=self.threads,
             supervisor_id=self.supervisor_id,
             using=self.using,
             executor=TaskExecutor(
