@@ -86,12 +86,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """A finished run's concurrency slot, kept for this thread's next run to
+    give back with its own admission (see :meth:`TaskExecutor.execute`)."""
+
+    task: Task
+    token: str | None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What became of one run."""
 
     task: Task
     result: str  # "done", "retry", "failed", "lost"; or NOT_STARTED: "blocked", "deferred"
     duration: float  # seconds
+    handover: Handover | None = None  # the slot it kept (``keep_slot``)
 
 
 def send_robust(signal: Signal, sender: Any, **kwargs: Any) -> None:
@@ -188,6 +198,8 @@ class TaskExecutor:
         defer_success: bool = False,
         limited: bool = True,
         invocation: Invocation | None = None,
+        handed: Handover | None = None,
+        keep_slot: bool = False,
     ) -> Outcome:
         """Run a task this worker has claimed and record the outcome.
 
@@ -206,8 +218,14 @@ class TaskExecutor:
         The run goes through :meth:`begin`, :meth:`call` and
         :meth:`conclude`; a worker's event loop uses the same steps around
         an ``async def`` task's coroutine (:meth:`coroutine`).
+
+        ``keep_slot`` (the worker runs another limited task next, in this
+        thread) keeps the run's concurrency slot when it ends: the outcome's
+        ``handover`` is to be passed as ``handed`` to that next run, whose
+        admission gives it back in the same transaction that takes its own
+        (one commit for both), or to :meth:`free_handover`.
         """
-        run = self.begin(task, limited=limited, invocation=invocation)
+        run = self.begin(task, limited=limited, invocation=invocation, handed=handed)
         if isinstance(run, Outcome):
             return run
         try:
@@ -216,11 +234,16 @@ class TaskExecutor:
             self.conclude(run, error=stopped)
             raise
         except BaseException as exc:  # a task's failure never ends the worker
-            return self.conclude(run, error=exc, defer_success=defer_success)
-        return self.conclude(run, value=value, defer_success=defer_success)
+            return self.conclude(run, error=exc, defer_success=defer_success, keep_slot=keep_slot)
+        return self.conclude(run, value=value, defer_success=defer_success, keep_slot=keep_slot)
 
     def begin(
-        self, task: Task, *, limited: bool = True, invocation: Invocation | None = None
+        self,
+        task: Task,
+        *,
+        limited: bool = True,
+        invocation: Invocation | None = None,
+        handed: Handover | None = None,
     ) -> Run | Outcome:
         """Start an attempt of ``task``: pass its limits, log and signal the
         start, find its invocation and arguments.
@@ -232,10 +255,17 @@ class TaskExecutor:
         """
         holds_slot = False
         if limited and (task.concurrency_limit is not None or task.rate_limit is not None):
-            gate = self.persist(partial(self._admit, task))
+            try:
+                gate = self.persist(partial(self._admit, task, handed))
+            except BaseException:
+                if handed is not None:
+                    self.free_handover(handed)
+                raise
             if gate != "admitted":
                 return Outcome(task, gate, 0.0)
             holds_slot = task.concurrency_limit is not None
+        elif handed is not None:
+            self.free_handover(handed)
         # The claim token is kept: recording a retry clears it on the object.
         run = Run(task, time.monotonic(), token=task.claim_token, holds_slot=holds_slot)
         logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, run.attempt)
@@ -282,14 +312,17 @@ class TaskExecutor:
         value: Any = None,
         error: BaseException | None = None,
         defer_success: bool = False,
+        keep_slot: bool = False,
     ) -> Outcome:
         """Record how a started attempt ended: its return ``value``, or ``error``.
 
         Frees what the run held (its slot in the supervisor's view and its
-        concurrency slot) and sends ``task_finished``.
+        concurrency slot, unless ``keep_slot``: see :meth:`execute`) and
+        sends ``task_finished``.
         """
         task, invocation = run.task, run.invocation
         result = "failed"
+        handover: Handover | None = None
         try:
             if error is None:
                 assert invocation is not None
@@ -314,7 +347,9 @@ class TaskExecutor:
             if self.slots is not None:
                 self.slots.end(run.slot)
             send_robust(signals.task_finished, Task)
-            if run.holds_slot:
+            if run.holds_slot and keep_slot:
+                handover = Handover(task, run.token)
+            elif run.holds_slot:
                 self.free_slot(task, run.token)
         duration = time.monotonic() - run.started
         log = logger.warning if result in ("failed", "lost") else logger.info
@@ -327,7 +362,7 @@ class TaskExecutor:
             result,
             duration,
         )
-        return Outcome(task, result, duration)
+        return Outcome(task, result, duration, handover)
 
     def _record_error(self, run: Run, error: BaseException) -> str:
         """Record a failed attempt and tell its invocation, inside an
@@ -349,14 +384,28 @@ class TaskExecutor:
             run.invocation.failed(error, final=result in ("failed", "cancelled"))
         return result
 
-    def _admit(self, task: Task) -> str:
+    def _admit(self, task: Task, handed: Handover | None = None) -> str:
         """Return "admitted", or why the task did not start: "deferred" (its
-        rate allows no start now) or "blocked" (no free slot of its key)."""
+        rate allows no start now) or "blocked" (no free slot of its key).
+
+        A slot ``handed`` over by this thread's previous run is given back
+        in the same transaction."""
+        if handed is None:
+            return self._admit_now(task)
+        with transaction.atomic(using=self.using):
+            limits.release(handed.task, handed.token, self.using)
+            return self._admit_now(task)
+
+    def _admit_now(self, task: Task) -> str:
         if not rates.take(task, self.using):
             return "deferred"
         if not limits.acquire(task, self.using):
             return "blocked"
         return "admitted"
+
+    def free_handover(self, handed: Handover) -> None:
+        """Give back a slot kept by :meth:`execute` with ``keep_slot``."""
+        self.free_slot(handed.task, handed.token)
 
     def free_slot(self, task: Task, token: str | None) -> None:
         """Give back the concurrency slot of ``task``'s run under ``token``

@@ -43,6 +43,7 @@ from background_task.runtime.eventloop import Ended, TaskLoop
 from background_task.runtime.execution import (
     NOT_STARTED,
     TRANSIENT_DB_ERRORS,
+    Handover,
     Outcome,
     Run,
     TaskExecutor,
@@ -335,6 +336,9 @@ class Worker(SignalStops):
             first = self.strategy.next_run_at(now)
             self._task_due_in = None if first is None else (first - now).total_seconds()
         self.claimed += len(batch)
+        # The concurrency slot of the last inline run, kept for the next
+        # one to give back in the transaction that takes its own.
+        handed: Handover | None = None
         try:
             for index, task in enumerate(batch):
                 if self.stopping.is_set():
@@ -342,6 +346,9 @@ class Worker(SignalStops):
                     break
                 invocation = self._invocation(task)
                 awaited = invocation is not None and invocation.is_async()
+                if (awaited or self._pool is not None) and handed is not None:
+                    self.executor.free_handover(handed)
+                    handed = None
                 if awaited and self._await(task, invocation):  # type: ignore[arg-type]
                     continue
                 if self._pool is not None:
@@ -349,11 +356,21 @@ class Worker(SignalStops):
                     future.add_done_callback(self._on_completed)
                     self._running[future] = task
                     continue
+                following = batch[index + 1] if index + 1 < len(batch) else None
                 try:
-                    outcome = self.executor.execute(task, defer_success=True, invocation=invocation)
+                    outcome = self.executor.execute(
+                        task,
+                        defer_success=True,
+                        invocation=invocation,
+                        handed=handed,
+                        keep_slot=following is not None and following.concurrency_limit is not None,
+                    )
                 except WorkerStopped:
                     self._release(batch[index + 1 :])
                     raise
+                finally:
+                    handed = None  # the run gave it back
+                handed = outcome.handover
                 if outcome.result in NOT_STARTED:
                     continue
                 self.processed += 1
@@ -361,6 +378,8 @@ class Worker(SignalStops):
                 self._flush_if_due()
                 recycle_connections()
         finally:
+            if handed is not None:
+                self.executor.free_handover(handed)
             # Successes are never held past the batch that produced them.
             self.executor.flush()
         return len(batch)

@@ -13,19 +13,21 @@ tasks. Each read sees every commit made before it began, so whichever of
 the two commits comes second, the read after it sees the other's change:
 either the blocking task finds the slot free, or the ending run finds the
 task blocked; both then wake blocked tasks (waking too many only makes one
-block again).
+block again). Inside a transaction, those reads wait for its commit
+(``on_commit``): a worker gives back one run's slot and takes the next
+run's in one transaction, one commit for both.
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.db import IntegrityError
+from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from background_task.core import status
-from background_task.store.inserting import refusable
 from background_task.store.models import ConcurrencySlot, Task
 
 logger = logging.getLogger("background_task.worker")
@@ -49,22 +51,46 @@ def acquire(task: Task, using: str = "default") -> bool:
         slots.filter(task_id=task.task_id).delete()  # an earlier attempt's, if it was left
     taken: set[int] = set() if limit == 1 else set(_taken(key, using))
     for number in range(limit):
-        if number in taken:
-            continue
-        try:
-            with refusable(using):
-                slots.create(
-                    key=key,
-                    slot=number,
-                    task_id=task.task_id,
-                    claim_token=task.claim_token or "",
-                    acquired_at=timezone.now(),
-                )
-        except IntegrityError:
-            continue  # another run took this number first
-        return True
+        if number not in taken and _insert_slot(task, key, number, using):
+            return True
     _block(task, using)
     return False
+
+
+def _insert_slot(task: Task, key: str, number: int, using: str) -> bool:
+    """Insert slot ``number`` of ``key`` for ``task``; False if the unique
+    constraint refused it (another run holds that number).
+
+    One statement that skips a conflicting row (``ON CONFLICT DO NOTHING``,
+    ``INSERT OR IGNORE``, ``INSERT IGNORE``, as Django spells it for the
+    database): no savepoint needed inside a transaction, and the row count
+    says whether the slot was taken.
+    """
+    connection = connections[using]
+    ops = connection.ops
+    meta = ConcurrencySlot._meta
+    columns = ("key", "slot", "task_id", "claim_token", "acquired_at")
+    concrete = {field.name: field for field in meta.concrete_fields}
+    fields = [concrete[name] for name in columns]
+    sql = " ".join(
+        part
+        for part in (
+            ops.insert_statement(on_conflict=OnConflict.IGNORE),
+            ops.quote_name(meta.db_table),
+            f"({', '.join(ops.quote_name(str(field.column)) for field in fields)})",
+            f"VALUES ({', '.join(['%s'] * len(fields))})",
+            ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None),
+        )
+        if part
+    )
+    values = [key, number, task.task_id, task.claim_token or "", timezone.now()]
+    params = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(fields, values, strict=True)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount == 1)
 
 
 def _block(task: Task, using: str) -> None:
@@ -75,20 +101,29 @@ def _block(task: Task, using: str) -> None:
     # Counted again after the blocked status committed (see the module's
     # docstring): a slot freed in between is taken by a woken task.
     assert task.concurrency_key is not None and task.concurrency_limit is not None
-    _wake(task.concurrency_key, task.concurrency_limit, using)
+    _wake_after_commit(task.concurrency_key, task.concurrency_limit, using)
 
 
 def release(task: Task, token: str | None, using: str = "default") -> int:
     """Give back the slot ``task``'s run under claim ``token`` held (the run
-    ended, however it ended) and wake blocked tasks of its key; return how
-    many were woken."""
+    ended, however it ended) and wake blocked tasks of its key once that is
+    committed; return how many were woken (0 inside a transaction, whose
+    commit wakes them)."""
     key, limit = task.concurrency_key, task.concurrency_limit
     if key is None or limit is None:
         return 0
     ConcurrencySlot.objects.using(using).filter(
         task_id=task.task_id, claim_token=token or ""
     ).delete()
-    return _wake(key, limit, using)
+    return _wake_after_commit(key, limit, using)
+
+
+def _wake_after_commit(key: str, limit: int, using: str) -> int:
+    """:func:`_wake` now in autocommit (its count), else once the transaction commits."""
+    if not connections[using].in_atomic_block:
+        return _wake(key, limit, using)
+    transaction.on_commit(lambda: _wake(key, limit, using), using=using)
+    return 0
 
 
 def _wake(key: str, limit: int, using: str) -> int:
