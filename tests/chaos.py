@@ -131,6 +131,11 @@ class Chaos:
             os.kill(pid, signal.SIGKILL)
         self.killed_at[pid] = wait_dead({pid})
         self.kills += 1
+        # Until its supervisor has reaped it, a stop signal could reach the
+        # supervisor first, which would then report the death as its exit code.
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def kill_a_group(self) -> None:
         """SIGKILL a supervisor and its workers at once, as a lost machine would

@@ -172,6 +172,12 @@ class TaskExecutor:
         self.in_task_code = False
         #: Successes waiting for :meth:`flush`: (task, result JSON, finish time).
         self.pending: list[tuple[Task, str | None, datetime]] = []
+        #: Wake a freed slot's blocked tasks at the next :meth:`flush`, with
+        #: those of the other slots freed meanwhile (a worker's executor).
+        self.batch_wakes = False
+        #: The keys (and limits) of the slots given back since the last flush.
+        self.wakes: dict[str, int] = {}
+        self.wakes_since = 0.0  # monotonic seconds: when the first of them was
         # Pool threads add successes while the worker's thread flushes them.
         self._pending_lock = threading.Lock()
 
@@ -393,7 +399,7 @@ class TaskExecutor:
         if handed is None:
             return self._admit_now(task)
         with transaction.atomic(using=self.using):
-            limits.release(handed.task, handed.token, self.using)
+            self.free_slot(handed.task, handed.token)
             return self._admit_now(task)
 
     def _admit_now(self, task: Task) -> str:
@@ -409,13 +415,23 @@ class TaskExecutor:
 
     def free_slot(self, task: Task, token: str | None) -> None:
         """Give back the concurrency slot of ``task``'s run under ``token``
-        (nothing for a task without a limit); a failure leaves it to the sweep."""
+        (nothing for a task without a limit); a failure leaves it to the sweep.
+
+        With ``batch_wakes``, the blocked tasks of its key are woken by the
+        next :meth:`flush` (with those of the other slots given back since)
+        rather than by a read of their own now."""
         if task.concurrency_limit is None:
             return
         try:
-            limits.release(task, token, self.using)
+            limits.release(task, token, self.using, wake=not self.batch_wakes)
         except DatabaseError as exc:
             logger.warning("Could not free the slot of task %s: %s", task.task_id, exc)
+            return
+        if self.batch_wakes and task.concurrency_key is not None:
+            with self._pending_lock:
+                if not self.wakes:
+                    self.wakes_since = time.monotonic()
+                self.wakes[task.concurrency_key] = task.concurrency_limit
 
     @staticmethod
     def wants_result(task: Task) -> bool:
@@ -454,7 +470,23 @@ class TaskExecutor:
                 delay = min(delay * 2, 30.0)
 
     def flush(self) -> None:
-        """Record the deferred successes, in one transaction when all claims hold."""
+        """Record the deferred successes, in one transaction when all claims
+        hold; then wake the tasks blocked on the slots given back since the
+        last flush (``batch_wakes``)."""
+        self._flush_successes()
+        if self.wakes:
+            with self._pending_lock:
+                keys, self.wakes = self.wakes, {}
+            try:
+                self.persist(partial(self._wake_keys, keys))
+            except DatabaseError as exc:  # the maintenance sweep wakes them
+                logger.warning("Could not wake blocked tasks (%s); the sweep will.", exc)
+
+    def _wake_keys(self, keys: dict[str, int]) -> str:
+        woken = limits.wake_keys(keys, self.using)
+        return f"{woken} woken"
+
+    def _flush_successes(self) -> None:
         if not self.pending:
             return
         with self._pending_lock:

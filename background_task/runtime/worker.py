@@ -141,6 +141,9 @@ class Worker(SignalStops):
             should_stop=self.stopping.is_set,
             slots=slots,
         )
+        # Tasks blocked on a slot this worker gives back are woken at its
+        # next flush, with those of the other slots it gave back since.
+        self.executor.batch_wakes = True
         self.supervisor_id = supervisor_id
         self.parent_pid = parent_pid
         #: Set while :meth:`run` heartbeats; bare :meth:`step` calls do not register.
@@ -522,8 +525,13 @@ class Worker(SignalStops):
 
     def _flush_if_due(self) -> None:
         pending = self.executor.pending
-        if len(pending) >= FLUSH_EVERY_TASKS or (
-            pending and (self.clock() - pending[0][2]).total_seconds() >= FLUSH_EVERY_SECONDS
+        if (
+            len(pending) >= FLUSH_EVERY_TASKS
+            or (pending and (self.clock() - pending[0][2]).total_seconds() >= FLUSH_EVERY_SECONDS)
+            or (
+                self.executor.wakes
+                and time.monotonic() - self.executor.wakes_since >= FLUSH_EVERY_SECONDS
+            )
         ):
             self.executor.flush()
 

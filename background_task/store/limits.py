@@ -104,18 +104,41 @@ def _block(task: Task, using: str) -> None:
     _wake_after_commit(task.concurrency_key, task.concurrency_limit, using)
 
 
-def release(task: Task, token: str | None, using: str = "default") -> int:
+def release(task: Task, token: str | None, using: str = "default", *, wake: bool = True) -> int:
     """Give back the slot ``task``'s run under claim ``token`` held (the run
     ended, however it ended) and wake blocked tasks of its key once that is
     committed; return how many were woken (0 inside a transaction, whose
-    commit wakes them)."""
+    commit wakes them).
+
+    With ``wake=False`` the caller wakes them later, after the commit, with
+    :func:`wake_keys` (a worker does it for many runs at once)."""
     key, limit = task.concurrency_key, task.concurrency_limit
     if key is None or limit is None:
         return 0
     ConcurrencySlot.objects.using(using).filter(
         task_id=task.task_id, claim_token=token or ""
     ).delete()
-    return _wake_after_commit(key, limit, using)
+    return _wake_after_commit(key, limit, using) if wake else 0
+
+
+def wake_keys(limits: dict[str, int], using: str = "default") -> int:
+    """Wake the blocked tasks of these keys (key -> limit) that their free
+    slots can take, with one read when none is blocked; return how many.
+
+    For slots given back with ``release(wake=False)``: called after those
+    releases committed, it keeps the module's rule (each release is
+    followed by a read of its key's blocked tasks), a little later.
+    """
+    if not limits:
+        return 0
+    blocked = set(
+        Task.objects.using(using)
+        .filter(status=status.BLOCKED, concurrency_key__in=list(limits))
+        .order_by()
+        .values_list("concurrency_key", flat=True)
+        .distinct()
+    )
+    return sum(_wake(key, limits[key], using) for key in blocked if key is not None)
 
 
 def _wake_after_commit(key: str, limit: int, using: str) -> int:
