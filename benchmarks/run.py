@@ -63,6 +63,12 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "--size / 5 no-op tasks (at least 400) with rate_limit='200/s', 2 worker "
         "processes: starts per second over the first n / 200 - 1 seconds (200 if met)",
     ),
+    "drain_rated_1000": (
+        "tasks/s",
+        None,
+        "--size + 1000 no-op tasks (at least 2,000) with rate_limit='1000/s', 2 worker "
+        "processes: starts per second over the first n / 1000 - 1 seconds (1,000 if met)",
+    ),
     "drain_async": (
         "tasks/s",
         None,
@@ -76,6 +82,11 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
     "latency_call_p50": ("ms", None, "as latency_p50, but from before the task() call"),
     "worker_rss": ("MB", None, "peak RSS of the worker process in drain_1p"),
     "drain_rated_peak": ("starts", None, "the most starts in any second of drain_rated (<= 200)"),
+    "drain_rated_1000_peak": (
+        "starts",
+        None,
+        "the most starts in any second of drain_rated_1000 (<= 1,000)",
+    ),
     "async_rss": (
         "MB",
         None,
@@ -567,48 +578,56 @@ def scenario_drain_limited(size: int) -> float:
     return drained_rate(size)
 
 
-def scenario_drain_rated(size: int) -> float:
-    from django.db import connections
+def make_drain_rated(per_second: int) -> Callable[[int], float]:
+    """Rated no-ops (``per_second`` starts a second) through 2 workers: the
+    long-run starts per second, and the most in any one second."""
 
-    from background_task.models import CompletedTask
-    from benchmarks.benchapp.tasks import noop_rated
+    def scenario(size: int) -> float:
+        from django.db import connections
 
-    n = max(size // 5, 400)
-    enqueue_noops(n, noop_rated)
-    analyze()
-    # Not --burst: a burst worker stops once nothing is due, and tasks
-    # waiting for their rate's next start are not due yet.
-    connections.close_all()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "django", "process_tasks", "--sleep", "0.05"],
-            env=worker_env(),
-            cwd=ROOT,
+        from background_task.models import CompletedTask
+        from benchmarks.benchapp import tasks
+
+        task = tasks.noop_rated if per_second == 200 else tasks.noop_rated_1000
+        n = max(size // 5, 400) if per_second == 200 else max(size + 1000, 2000)
+        enqueue_noops(n, task)
+        analyze()
+        # Not --burst: a burst worker stops once nothing is due, and tasks
+        # waiting for their rate's next start are not due yet.
+        connections.close_all()
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "django", "process_tasks", "--sleep", "0.05"],
+                env=worker_env(),
+                cwd=ROOT,
+            )
+            for _ in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 120 + n / 100
+            while CompletedTask.objects.count() < n and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            for child in children:
+                child.send_signal(signal.SIGTERM)
+            for child in children:
+                child.wait(timeout=60)
+        drained_rate(n)  # checks that every task ran
+        # A no-op ends a moment after it starts, and started_at is when it was
+        # claimed (a claimed task may wait for its rate), so its end marks its start.
+        starts = sorted(CompletedTask.objects.values_list("finished_at", flat=True))
+        # The most starts in any second (at most the rate), and the long-run
+        # rate: the starts in the first n / rate - 1 seconds, which a limiter
+        # that lets the whole rate start at once every second fills with
+        # n - rate starts.
+        second = timedelta(seconds=1)
+        EXTRA[f"drain_rated{'' if per_second == 200 else '_1000'}_peak"].append(
+            max(bisect.bisect_left(starts, at + second) - i for i, at in enumerate(starts))
         )
-        for _ in range(2)
-    ]
-    try:
-        deadline = time.monotonic() + 120 + n / 100
-        while CompletedTask.objects.count() < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait(timeout=60)
-    drained_rate(n)  # checks that every task ran
-    # A no-op ends a moment after it starts, and started_at is when it was
-    # claimed (a claimed task may wait for its rate), so its end marks its start.
-    starts = sorted(CompletedTask.objects.values_list("finished_at", flat=True))
-    # The most starts in any second (at most 200), and the long-run rate: the
-    # starts in the first n / 200 - 1 seconds, which a limiter that lets 200
-    # start at once every second fills with n - 200 starts.
-    second = timedelta(seconds=1)
-    EXTRA["drain_rated_peak"].append(
-        max(bisect.bisect_left(starts, at + second) - i for i, at in enumerate(starts))
-    )
-    span = n / 200 - 1
-    return bisect.bisect_left(starts, starts[0] + timedelta(seconds=span)) / span
+        span = n / per_second - 1
+        return bisect.bisect_left(starts, starts[0] + timedelta(seconds=span)) / span
+
+    return scenario
 
 
 def scenario_backlog_drain(size: int) -> float:
@@ -672,6 +691,7 @@ EXTRA: dict[str, list[float]] = {
     "latency_call_p50": [],
     "idle_cpu": [],
     "drain_rated_peak": [],
+    "drain_rated_1000_peak": [],
     "async_rss": [],
 }
 OPTIONS: dict[str, Any] = {}
@@ -694,7 +714,8 @@ def child(args: argparse.Namespace) -> int:
         "drain_2p": make_drain(2),
         "drain_io": scenario_drain_io,
         "drain_limited": scenario_drain_limited,
-        "drain_rated": scenario_drain_rated,
+        "drain_rated": make_drain_rated(200),
+        "drain_rated_1000": make_drain_rated(1000),
         "drain_async": make_drain_async(1),
         "drain_async_2p": make_drain_async(2),
         "backlog_drain": scenario_backlog_drain,

@@ -84,6 +84,8 @@ def test_every_scenario_runs_and_reports():
         "drain_limited",
         "drain_rated",
         "drain_rated_peak",
+        "drain_rated_1000",
+        "drain_rated_1000_peak",
         "drain_async",
         "drain_async_2p",
         "async_rss",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db import IntegrityError, connections
+from django.db.models import BooleanField, ExpressionWrapper, Q, Subquery
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -28,8 +28,6 @@ logger = logging.getLogger("background_task.worker")
 #: Compare-and-set tries before a run waits (each failure means another run
 #: took the row in between).
 ATTEMPTS = 4
-#: Rows read per try: the oldest few, any of which may be a window old.
-CANDIDATES = 3
 
 
 def _add(key: str, number: int, using: str) -> bool:
@@ -55,30 +53,79 @@ def take(task: Task, using: str = "default") -> bool:
     window = timedelta(seconds=rate.seconds)
     # Rows beyond this rate's count (left by a larger rate) are not its starts.
     slots = RateSlot.objects.using(using).filter(key=key, slot__lt=rate.starts)
+    if _move_oldest_ready(key, rate.starts, window, using):
+        return True  # the usual case: one statement
     oldest: datetime | None = None
     # Which rows are a window old, by the database's clock, read with them.
     ready = ExpressionWrapper(Q(started_at__lte=Now() - window), output_field=BooleanField())
     oldest_first = (
-        slots.annotate(ready=ready)
-        .order_by("started_at", "slot")
-        .values_list("slot", "started_at", "ready")
+        slots.annotate(ready=ready).order_by("started_at").values_list("started_at", "ready")
     )
     for _ in range(ATTEMPTS):
-        rows = list(oldest_first[:CANDIDATES])
-        for number, _, is_ready in rows:
-            if not is_ready:
-                break
-            if slots.filter(slot=number, started_at__lte=Now() - window).update(started_at=Now()):
-                return True
-        count = slots.count() if len(rows) == CANDIDATES else len(rows)
+        count = slots.count()
         if count < rate.starts:
             if _add(key, count, using):
                 return True
             continue  # another run added that row first
-        oldest = rows[0][1] if rows else None
+        rows = list(oldest_first[:1])
+        if rows and rows[0][1]:  # one is ready again
+            if _move_oldest_ready(key, rate.starts, window, using):
+                return True
+            continue  # another run took it first
+        oldest = rows[0][0] if rows else None
         break
     _defer(task, (oldest + window) if oldest is not None else timezone.now(), using)
     return False
+
+
+def _move_oldest_ready(key: str, starts: int, window: timedelta, using: str) -> bool:
+    """Move the oldest of ``key``'s first ``starts`` rows that is a window old
+    to now, in the database's clock, with one UPDATE; False if none is ready.
+
+    The UPDATE rechecks the row's age as it writes it, so two runs can never
+    both move one row. Each database gets the statement that also keeps
+    racing runs apart (see :data:`_OLDEST_READY`).
+    """
+    connection = connections[using]
+    template = _OLDEST_READY.get(connection.vendor)
+    if template is None:
+        slots = RateSlot.objects.using(using).filter(key=key, slot__lt=starts)
+        ready = slots.filter(started_at__lte=Now() - window)
+        oldest = ready.order_by("started_at").values("pk")[:1]
+        return bool(ready.filter(pk=Subquery(oldest)).update(started_at=Now()))
+    quote = connection.ops.quote_name
+    sql = template.format(
+        table=quote(RateSlot._meta.db_table),
+        id=quote("id"),
+        key=quote("key"),
+        slot=quote("slot"),
+        at=quote("started_at"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, starts, int(window.total_seconds() * 1_000_000)])
+        return bool(cursor.rowcount == 1)
+
+
+#: The one-statement start, where the ORM's (SQLite's) is not the best:
+#: PostgreSQL skips a row another run is moving and takes the next oldest
+#: (the ORM allows no ``FOR UPDATE`` outside a transaction, which would cost
+#: two more round trips); MySQL and MariaDB take no LIMIT in a subquery of
+#: the table they update, but ``UPDATE ... ORDER BY ... LIMIT`` does the
+#: same, and InnoDB moves on to the next row when one is taken.
+_OLDEST_READY = {
+    "postgresql": (
+        "UPDATE {table} SET {at} = STATEMENT_TIMESTAMP() WHERE {id} = ("
+        "SELECT {id} FROM {table} WHERE {key} = %s AND {slot} < %s "
+        "AND {at} <= STATEMENT_TIMESTAMP() - %s * INTERVAL '1 microsecond' "
+        "ORDER BY {at} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    ),
+    "mysql": (
+        "UPDATE {table} SET {at} = CURRENT_TIMESTAMP(6) "
+        "WHERE {key} = %s AND {slot} < %s "
+        "AND {at} <= CURRENT_TIMESTAMP(6) - INTERVAL %s MICROSECOND "
+        "ORDER BY {at} LIMIT 1"
+    ),
+}
 
 
 def _defer(task: Task, until: datetime, using: str) -> None:

@@ -32,6 +32,11 @@ def noop_rated(i: int = 0) -> None:
     """A no-op that may start at most 200 times a second."""
 
 
+@background(rate_limit="1000/s")
+def noop_rated_1000(i: int = 0) -> None:
+    """A no-op that may start at most 1,000 times a second."""
+
+
 if os.environ.get("BENCH_ASYNC"):
     # Only the async scenarios' workers know the async tasks: the other
     # scenarios measure a project without any, as they always did.

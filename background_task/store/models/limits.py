@@ -51,6 +51,9 @@ class RateSlot(models.Model):
                 fields=["key", "slot"], name="background_task_one_start_per_slot"
             )
         ]
+        # A start reads its key's oldest rows: an index range, not a sort of
+        # all N rows of the key.
+        indexes = [models.Index(fields=["key", "started_at"], name="background_task_rate_oldest")]
 
     def __str__(self) -> str:
         return f"{self.key}[{self.slot}]"
