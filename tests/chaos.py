@@ -32,6 +32,7 @@ from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution
 
 QUEUE = "chaos"
+UNIQUE_QUEUE = "chaos-unique"  # unique tasks called while workers die
 IN_FLIGHT = timedelta(seconds=1)  # how long before a crash a write may still be in flight
 
 
@@ -111,8 +112,8 @@ class Chaos:
                 "2",
                 "--threads",
                 "2",
-                "--queue",
-                QUEUE,
+                "--queues",
+                f"{QUEUE},{UNIQUE_QUEUE}",
                 "--sleep",
                 "0.1",
                 env=self.env,
@@ -286,6 +287,39 @@ def check(
     return figures
 
 
+@dataclass
+class UniqueCalls:
+    """Calls of a unique task during the chaos, and the handles they returned."""
+
+    keys: int = 3
+    calls: int = 0
+    deduplicated: int = 0
+    ids: set[str] = field(default_factory=set)
+
+    def call_all(self) -> None:
+        """Call each key twice in a row: the second call nearly always finds
+        the first's task still waiting."""
+        for key in range(self.keys):
+            for _ in range(2):
+                task = fixtures.chaos_unique(f"u{key}", priority=10)  # ahead of the backlog
+                self.calls += 1
+                self.deduplicated += bool(task.deduplicated)
+                self.ids.add(task.task_id)
+
+    def check(self, using: str = "default") -> dict[str, int]:
+        """Calls found their key's waiting task (and queued none), every task
+        a call queued ran to its end, and nothing is left behind."""
+        assert self.calls, "no unique call was made"
+        assert self.deduplicated, "no call found its key's task waiting"
+        assert len(self.ids) == self.calls - self.deduplicated
+        finished = CompletedTask.objects.using(using).filter(queue=UNIQUE_QUEUE)
+        states = dict(finished.values_list("task_id", "status"))
+        assert set(states) == self.ids, f"{len(self.ids - set(states))} unique task(s) lost"
+        assert set(states.values()) == {status.DONE}, "a unique task failed"
+        assert not Task.objects.using(using).filter(queue=UNIQUE_QUEUE).exists()
+        return {"unique calls": self.calls, "deduplicated": self.deduplicated}
+
+
 def limit_peaks(
     runs: dict[str, list[Execution]], end_of: Callable[[Execution], datetime | None]
 ) -> dict[str, int]:
@@ -316,10 +350,11 @@ def drive(
     timeout: float,
     count_done: Callable[[], int] = done,
     extra: Callable[[], None] | None = None,
+    each: Callable[[], None] | None = None,
 ) -> None:
     """Kill workers at random moments until 80% of the tasks are done, with one
-    group killed whole, one terminated and ``extra`` done once, then let the
-    rest drain."""
+    group killed whole, one terminated and ``extra`` done once (``each`` at
+    every turn), then let the rest drain."""
     deadline = time.monotonic() + timeout
     group_killed = terminated = False
     finished = 0
@@ -331,6 +366,8 @@ def drive(
             time.sleep(0.2)
             continue
         progress = finished / total
+        if each is not None and progress < 0.8:
+            each()
         if progress < 0.8:
             if progress > 0.2 and not group_killed:
                 chaos.kill_a_group()

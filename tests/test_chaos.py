@@ -16,7 +16,7 @@ from datetime import datetime
 import pytest
 
 from background_task import status
-from tests.chaos import QUEUE, Chaos, check, drive, enqueue
+from tests.chaos import QUEUE, Chaos, UniqueCalls, check, drive, enqueue
 from tests.conftest import ROOT, subprocess_env
 from tests.scratch_servers import SERVERS, ScratchServer
 
@@ -40,14 +40,17 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, t
     chaos = Chaos(start_worker, subprocess_env(**CHAOS_ENV), rng, str(tmp_path))
     chaos.start_group()
     chaos.start_group()
-    drive(chaos, TOTAL, timeout=240)
+    unique = UniqueCalls()
+    drive(chaos, TOTAL, timeout=240, each=unique.call_all)
     chaos.stop()
     with chaos.explained(seed):
         figures = check(TOTAL, chaos.killed_at)
+        figures.update(unique.check())
     print(
         f"\nchaos (seed {seed}): tasks={figures['tasks']} kills={chaos.kills} "
         f"re-executions={figures['re-executions']} overlaps={figures['overlaps']} "
-        f"lost={figures['lost']} limited-peak={figures['limited peak']}"
+        f"lost={figures['lost']} limited-peak={figures['limited peak']} "
+        f"unique-calls={figures['unique calls']} deduplicated={figures['deduplicated']}"
     )
 
 

@@ -115,6 +115,15 @@ def chaos_step(key: str, millis: int) -> None:
     execution.save(update_fields=["finished_at"])
 
 
+@background(queue="chaos-unique", unique=True)
+def chaos_unique(key: str) -> None:
+    """A unique task the chaos suite calls again and again while workers die."""
+    execution = _record("chaos_unique", key)
+    time.sleep(0.01)
+    execution.finished_at = timezone.now()
+    execution.save(update_fields=["finished_at"])
+
+
 @background
 def until_cancelled(key: str = "", limit: float = 30.0) -> str:
     """Work in small steps until asked to stop; stop by raising TaskCancelled."""
