@@ -306,6 +306,12 @@ class UniqueCalls:
                 self.deduplicated += bool(task.deduplicated)
                 self.ids.add(task.task_id)
 
+    def finished(self, using: str = "default") -> bool:
+        """True once every task the calls queued has finished (one a killed
+        worker held runs again after its retry delay)."""
+        completed = CompletedTask.objects.using(using).filter(task_id__in=list(self.ids))
+        return completed.count() == len(self.ids)
+
     def check(self, using: str = "default") -> dict[str, int]:
         """Calls found their key's waiting task (and queued none), every task
         a call queued ran to its end, and nothing is left behind."""

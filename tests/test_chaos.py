@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -42,6 +43,9 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, t
     chaos.start_group()
     unique = UniqueCalls()
     drive(chaos, TOTAL, timeout=240, each=unique.call_all)
+    deadline = time.monotonic() + 120  # then check() says what is missing
+    while not unique.finished() and time.monotonic() < deadline:
+        time.sleep(0.2)
     chaos.stop()
     with chaos.explained(seed):
         figures = check(TOTAL, chaos.killed_at)

@@ -40,6 +40,17 @@ CLOSE_TIMEOUT = 5.0  # seconds to wait for the loop's thread to end
 
 
 @dataclass(frozen=True)
+class Job:
+    """One run handed to the loop: the task's coroutine and what surrounds it."""
+
+    key: int  # the task's pk
+    coroutine: Coroutine[Any, Any, Any]
+    timeout: float | None  # seconds
+    current: CurrentTask  # what current_task() returns inside it
+    describe: Callable[[], str]  # the task, for the message of a timeout
+
+
+@dataclass(frozen=True)
 class Ended:
     """How a coroutine ended: its return ``value``, or the ``error`` it raised
     (or that describes why it was cancelled)."""
@@ -91,9 +102,8 @@ class TaskLoop:
         result is an :class:`Ended`; it never raises.
         """
         future: Future[Ended] = Future()
-        self._loop.call_soon_threadsafe(
-            self._start, key, coroutine, timeout, current, describe, future
-        )
+        job = Job(key, coroutine, timeout, current, describe)
+        self._loop.call_soon_threadsafe(self._start, job, future)
         return future
 
     def cancel(self, key: int, reason: BaseException) -> None:
@@ -114,60 +124,39 @@ class TaskLoop:
 
     # -- the loop's thread ---------------------------------------------------
 
-    def _start(
-        self,
-        key: int,
-        coroutine: Coroutine[Any, Any, Any],
-        timeout: float | None,
-        current: CurrentTask,
-        describe: Callable[[], str],
-        future: Future[Ended],
-    ) -> None:
+    def _start(self, job: Job, future: Future[Ended]) -> None:
         if self._stopped_by is not None:  # the worker is stopping: never start it
-            coroutine.close()
+            job.coroutine.close()
             future.set_result(Ended(error=self._stopped_by))
             return
-        task = self._loop.create_task(self._await(key, coroutine, timeout, current, describe))
-        self._tasks[key] = task
-        task.add_done_callback(partial(self._finished, key, coroutine, future))
+        task = self._loop.create_task(self._await(job))
+        self._tasks[job.key] = task
+        task.add_done_callback(partial(self._finished, job, future))
 
-    async def _await(
-        self,
-        key: int,
-        coroutine: Coroutine[Any, Any, Any],
-        timeout: float | None,
-        current: CurrentTask,
-        describe: Callable[[], str],
-    ) -> Ended:
-        token = set_current(current)  # in this run's own context only
-        deadline = asyncio.timeout(timeout)
+    async def _await(self, job: Job) -> Ended:
+        token = set_current(job.current)  # in this run's own context only
+        deadline = asyncio.timeout(job.timeout)
         try:
             async with deadline:
-                return Ended(value=await coroutine)
+                return Ended(value=await job.coroutine)
         except TimeoutError as exc:
             if deadline.expired():
                 return Ended(
-                    error=TaskTimeout(f"Task {describe()} ran longer than its time limit.")
+                    error=TaskTimeout(f"Task {job.describe()} ran longer than its time limit.")
                 )
             return Ended(error=exc)
         except asyncio.CancelledError as exc:
-            return Ended(error=self._reasons.get(key, exc))
+            return Ended(error=self._reasons.get(job.key, exc))
         except BaseException as exc:  # a task's failure never ends the loop
             return Ended(error=exc)
         finally:
             reset_current(token)
 
-    def _finished(
-        self,
-        key: int,
-        coroutine: Coroutine[Any, Any, Any],
-        future: Future[Ended],
-        task: asyncio.Task[Ended],
-    ) -> None:
-        self._tasks.pop(key, None)
-        reason = self._reasons.pop(key, None)
+    def _finished(self, job: Job, future: Future[Ended], task: asyncio.Task[Ended]) -> None:
+        self._tasks.pop(job.key, None)
+        reason = self._reasons.pop(job.key, None)
         if task.cancelled():  # cancelled before its first step: the coroutine never ran
-            coroutine.close()
+            job.coroutine.close()
             future.set_result(Ended(error=reason or asyncio.CancelledError()))
         else:
             future.set_result(task.result())
