@@ -578,9 +578,12 @@ def scenario_drain_limited(size: int) -> float:
     return drained_rate(size)
 
 
-def make_drain_rated(per_second: int) -> Callable[[int], float]:
-    """Rated no-ops (``per_second`` starts a second) through 2 workers: the
-    long-run starts per second, and the most in any one second."""
+def make_drain_rated(
+    per_second: int, task_name: str, count: Callable[[int], int], peak: str
+) -> Callable[[int], float]:
+    """``count(size)`` no-ops of ``task_name`` (a rate of ``per_second``)
+    through 2 workers: the long-run starts per second, and in EXTRA[peak]
+    the most in any one second."""
 
     def scenario(size: int) -> float:
         from django.db import connections
@@ -588,9 +591,8 @@ def make_drain_rated(per_second: int) -> Callable[[int], float]:
         from background_task.models import CompletedTask
         from benchmarks.benchapp import tasks
 
-        task = tasks.noop_rated if per_second == 200 else tasks.noop_rated_1000
-        n = max(size // 5, 400) if per_second == 200 else max(size + 1000, 2000)
-        enqueue_noops(n, task)
+        n = count(size)
+        enqueue_noops(n, getattr(tasks, task_name))
         analyze()
         # Not --burst: a burst worker stops once nothing is due, and tasks
         # waiting for their rate's next start are not due yet.
@@ -621,7 +623,7 @@ def make_drain_rated(per_second: int) -> Callable[[int], float]:
         # that lets the whole rate start at once every second fills with
         # n - rate starts.
         second = timedelta(seconds=1)
-        EXTRA[f"drain_rated{'' if per_second == 200 else '_1000'}_peak"].append(
+        EXTRA[peak].append(
             max(bisect.bisect_left(starts, at + second) - i for i, at in enumerate(starts))
         )
         span = n / per_second - 1
@@ -714,8 +716,12 @@ def child(args: argparse.Namespace) -> int:
         "drain_2p": make_drain(2),
         "drain_io": scenario_drain_io,
         "drain_limited": scenario_drain_limited,
-        "drain_rated": make_drain_rated(200),
-        "drain_rated_1000": make_drain_rated(1000),
+        "drain_rated": make_drain_rated(
+            200, "noop_rated", lambda size: max(size // 5, 400), "drain_rated_peak"
+        ),
+        "drain_rated_1000": make_drain_rated(
+            1000, "noop_rated_1000", lambda size: max(size + 1000, 2000), "drain_rated_1000_peak"
+        ),
         "drain_async": make_drain_async(1),
         "drain_async_2p": make_drain_async(2),
         "backlog_drain": scenario_backlog_drain,

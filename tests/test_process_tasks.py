@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
         (["--sleep", "soon"], "--sleep must be a number"),
         (["--workers", "0"], "--workers must be at least 1"),
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--async-concurrency", "0"], "--async-concurrency must be at least 1"),
         (["--max-tasks", "0"], "--max-tasks must be at least 1"),
         (["--queues", "a,,b"], "empty queue name"),
     ],

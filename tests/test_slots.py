@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 
 from background_task.runtime.slots import TaskSlots
 
@@ -70,3 +72,33 @@ def test_a_child_that_began_a_task_is_no_crash_loop_but_one_that_died_young_is()
     young.slots.end()
     assert young.slots.begun()
     assert not Supervisor._crash_looping(young, now=100.5)
+
+
+def test_a_reader_never_sees_a_running_task_without_its_deadline():
+    """The supervisor reads the slots while the worker's threads write them:
+    no read may pair a task with a deadline that has passed (a write that
+    zeroed its bytes first once made a supervisor kill a worker whose task
+    had no time limit)."""
+    slots = TaskSlots(2, 4)
+    pid = os.fork()
+    if pid == 0:  # the worker: threads that begin, lift and end tasks non-stop
+
+        def work(timeout: float | None) -> None:
+            until, pk = time.monotonic() + 2, 1
+            while time.monotonic() < until:
+                slots.begin(pk, timeout, time.monotonic())
+                slots.lift_deadline()
+                slots.end()
+                pk += 1
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in (None, 3600.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        os._exit(0)
+    seen = 0
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        assert slots.overdue(time.monotonic()) is None
+        seen += len(slots.running())
+    assert seen  # the reads did catch running tasks

@@ -70,9 +70,12 @@ class TaskSlots:
     def _write(self, index: int, pk: int | None, deadline: float | None) -> None:
         offset = HEADER_SIZE + index * SLOT_SIZE
         if deadline is not None:
-            DEADLINE.pack_into(self._memory, offset + PK.size, deadline)
+            # Packed first, then copied in one 8-byte store: pack_into()
+            # zeroes its target before it writes, and a reader catching that
+            # moment would see a running task with a deadline of 0.
+            self._memory[offset + PK.size : offset + SLOT_SIZE] = DEADLINE.pack(deadline)
         if pk is not None:
-            PK.pack_into(self._memory, offset, pk)
+            self._memory[offset : offset + PK.size] = PK.pack(pk)
 
     @property
     def extra(self) -> range:
@@ -114,8 +117,9 @@ class TaskSlots:
         found = []
         for index in range(self.count):
             offset = HEADER_SIZE + index * SLOT_SIZE
-            (pk,) = PK.unpack_from(self._memory, offset)
-            (deadline,) = DEADLINE.unpack_from(self._memory, offset + PK.size)
+            slot = self._memory[offset : offset + SLOT_SIZE]  # copied at once, then read
+            (pk,) = PK.unpack_from(slot)
+            (deadline,) = DEADLINE.unpack_from(slot, PK.size)
             if pk:
                 found.append(RunningTask(pk, deadline))
         return found

@@ -396,10 +396,7 @@ class Worker(SignalStops):
         while self._running or self._coroutines:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            self._completion.wait(0.05)
-            self._completion.clear()
-            self._reap({future for future in self._running if future.done()})
-            self._reap_coroutines()
+            self._record_ended(0.05)
         self.executor.flush()
         if self._loop is not None and not self._coroutines:
             self._loop.close()
@@ -606,6 +603,15 @@ class Worker(SignalStops):
         future.add_done_callback(partial(self._on_completed_coroutine, run.slot))
         return True
 
+    def _record_ended(self, wait: float) -> None:
+        """Wait up to ``wait`` seconds for a run to end, then record every run
+        (thread or coroutine) that has."""
+        self._completion.wait(wait)
+        self._completion.clear()
+        if self._running:
+            self._reap({future for future in self._running if future.done()})
+        self._reap_coroutines()
+
     def _on_completed(self, future: Future[Any]) -> None:
         self._completion.set()
 
@@ -723,9 +729,7 @@ class Worker(SignalStops):
             self._loop.cancel_all(WorkerStopped("The worker stopped before the task finished."))
             deadline = time.monotonic() + ASYNC_CANCEL_GRACE
             while self._coroutines and time.monotonic() < deadline:
-                self._completion.wait(0.1)
-                self._completion.clear()
-                self._reap_coroutines()
+                self._record_ended(0.1)
         for run in list(self._coroutines.values()):
             logger.warning(
                 "Task %s did not end when cancelled; recording it as interrupted.",
@@ -763,10 +767,7 @@ class Worker(SignalStops):
             and not self.force_stop
             and time.monotonic() < deadline
         ):
-            self._completion.wait(0.2)
-            self._completion.clear()
-            self._reap({future for future in self._running if future.done()})
-            self._reap_coroutines()
+            self._record_ended(0.2)
         if self._loop is not None:
             self._stop_coroutines()
         self.executor.flush()  # the successes of the tasks that finished meanwhile

@@ -20,10 +20,12 @@ run's in one transaction, one commit for both.
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, Field, OuterRef
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -57,6 +59,32 @@ def acquire(task: Task, using: str = "default") -> bool:
     return False
 
 
+@functools.cache
+def _slot_fields() -> tuple[Field[Any, Any], ...]:
+    concrete = {field.name: field for field in ConcurrencySlot._meta.concrete_fields}
+    return tuple(
+        concrete[name] for name in ("key", "slot", "task_id", "claim_token", "acquired_at")
+    )
+
+
+@functools.cache
+def _slot_insert_sql(vendor: str, using: str) -> str:
+    """The INSERT of :func:`_insert_slot` for the database ``using`` (built once)."""
+    ops = connections[using].ops
+    fields = _slot_fields()
+    return " ".join(
+        part
+        for part in (
+            ops.insert_statement(on_conflict=OnConflict.IGNORE),
+            ops.quote_name(ConcurrencySlot._meta.db_table),
+            f"({', '.join(ops.quote_name(str(field.column)) for field in fields)})",
+            f"VALUES ({', '.join(['%s'] * len(fields))})",
+            ops.on_conflict_suffix_sql(list(fields), OnConflict.IGNORE, None, None),
+        )
+        if part
+    )
+
+
 def _insert_slot(task: Task, key: str, number: int, using: str) -> bool:
     """Insert slot ``number`` of ``key`` for ``task``; False if the unique
     constraint refused it (another run holds that number).
@@ -67,22 +95,8 @@ def _insert_slot(task: Task, key: str, number: int, using: str) -> bool:
     says whether the slot was taken.
     """
     connection = connections[using]
-    ops = connection.ops
-    meta = ConcurrencySlot._meta
-    columns = ("key", "slot", "task_id", "claim_token", "acquired_at")
-    concrete = {field.name: field for field in meta.concrete_fields}
-    fields = [concrete[name] for name in columns]
-    sql = " ".join(
-        part
-        for part in (
-            ops.insert_statement(on_conflict=OnConflict.IGNORE),
-            ops.quote_name(meta.db_table),
-            f"({', '.join(ops.quote_name(str(field.column)) for field in fields)})",
-            f"VALUES ({', '.join(['%s'] * len(fields))})",
-            ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None),
-        )
-        if part
-    )
+    sql = _slot_insert_sql(connection.vendor, using)
+    fields = _slot_fields()
     values = [key, number, task.task_id, task.claim_token or "", timezone.now()]
     params = [
         field.get_db_prep_save(value, connection)
