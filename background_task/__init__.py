@@ -33,6 +33,7 @@ __all__ = [
     "pause_queue",
     "paused_queues",
     "periodic_task",
+    "queue_immediately",
     "resume_queue",
 ]
 
@@ -156,3 +157,12 @@ def __getattr__(name: str) -> Any:
 
         return TaskProxy
     raise AttributeError(f"module 'background_task' has no attribute {name!r}")
+
+
+def queue_immediately() -> Any:
+    """A context manager: tasks queued inside it are stored at once, even inside
+    a transaction on a database other than the queue's, which would otherwise
+    delay them to its commit (see docs/scaling.md)."""
+    from background_task.store.routing import queue_immediately as immediately
+
+    return immediately()

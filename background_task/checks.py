@@ -19,6 +19,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             messages.append(
                 Error(problem, hint=f"Set {spec.raw()[0]} to {spec.expected}.", id=spec.check_id)
             )
+    messages.extend(check_routing())
     if not messages:
         messages.extend(check_liveness())
         messages.extend(check_schedules())
@@ -80,3 +81,60 @@ def check_schedules() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def check_routing() -> list[CheckMessage]:
+    """The queue's models must live on one database the routers let them migrate to;
+    routing their reads elsewhere (a replica) is reported, since they are not followed."""
+    from django.db import router
+
+    from background_task.store.routing import routes
+
+    found = routes()
+    writes = {write for write, _read in found.values()}
+    if len(writes) > 1:
+        where = ", ".join(f"{name} -> {write!r}" for name, (write, _read) in sorted(found.items()))
+        return [
+            Error(
+                f"Database routers send writes of background_task's models to different "
+                f"databases ({where}); the queue's tables must all be on one.",
+                hint="Route every model of the background_task app to the same alias.",
+                id="background_task.E026",
+            )
+        ]
+    (alias,) = writes
+    if alias not in django_settings.DATABASES:
+        return [
+            Error(
+                f"Database routers send background_task's models to {alias!r}, which is "
+                f"not in DATABASES.",
+                id="background_task.E027",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    from background_task.store.models import Task
+
+    if not router.allow_migrate_model(alias, Task):
+        messages.append(
+            Error(
+                f"Database routers send background_task's models to {alias!r} but do not "
+                f"allow migrating them there, so its tables would never be created.",
+                hint="Make allow_migrate() return True for app_label 'background_task' "
+                f"on {alias!r}.",
+                id="background_task.E027",
+            )
+        )
+    reads = {read for _write, read in found.values() if read != alias}
+    if reads:
+        messages.append(
+            Warning(
+                f"Database routers send reads of background_task's models to "
+                f"{', '.join(map(repr, sorted(reads)))} and writes to {alias!r}; the queue "
+                f"reads from {alias!r} anyway (a replica's lag would show tasks in states "
+                f"they have left).",
+                hint="Route reads of app_label 'background_task' to where it writes "
+                "to silence this.",
+                id="background_task.W003",
+            )
+        )
+    return messages

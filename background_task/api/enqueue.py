@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -15,8 +15,9 @@ from background_task.core.schedules import TaskSchedule
 from background_task.core.serialization import params_dumper, task_hash
 from background_task.core.uniqueness import UniqueSpec
 from background_task.store.ids import new_task_ids
-from background_task.store.inserting import insert_many, insert_one
+from background_task.store.inserting import insert_many, insert_one, unsaved_copies
 from background_task.store.models import Task, build_task
+from background_task.store.routing import deferring_to, queue_alias
 from background_task.store.unique import insert_unique
 
 
@@ -55,13 +56,20 @@ def schedule_task(
     limit: LimitSpec | None = None,
     rate: RateSpec | None = None,
     using: str | None = None,
+    announce: Callable[[Task], None] | None = None,
 ) -> Task | None:
     """Store a task row and return it, or None when ``action`` kept an existing one.
 
     Inside ``transaction.atomic()`` the row is written in that transaction:
     others see it only on commit, and a rollback removes it. With ``unique``,
     a waiting row with the same key is returned instead (``deduplicated``
-    set) and nothing is written.
+    set) and nothing is written. ``announce`` is called with a newly stored
+    row (not a deduplicated one).
+
+    Inside a transaction on another database than the queue's (see
+    :func:`~background_task.store.routing.deferring_to`), the row is built
+    and validated now, stored when that transaction commits, and the
+    returned, still unsaved row gets its id then.
     """
     task = build_task(
         task_name,
@@ -84,6 +92,32 @@ def schedule_task(
         limit=limit,
         rate=rate,
     )
+    alias = queue_alias(using)
+    later = deferring_to(alias)
+    if later is None:
+        stored = _store(task, action, remove_existing_tasks, queue, unique, alias)
+        if announce is not None and stored is not None and not stored.deduplicated:
+            announce(stored)
+        return stored
+
+    def at_commit() -> None:
+        stored = _store(task, action, remove_existing_tasks, queue, unique, alias)
+        if stored is not None and _settle(task, stored) and announce is not None:
+            announce(task)
+
+    transaction.on_commit(at_commit, using=later)
+    return task
+
+
+def _store(
+    task: Task,
+    action: int,
+    remove_existing_tasks: bool,
+    queue: str | None,
+    unique: UniqueSpec | None,
+    using: str,
+) -> Task | None:
+    """Write a built row as :func:`schedule_task` describes."""
     insert = insert_unique if unique is not None else insert_one
     if action == TaskSchedule.SCHEDULE and not remove_existing_tasks:
         return insert(task, using)
@@ -104,6 +138,16 @@ def schedule_task(
     return task
 
 
+def _settle(handle: Task, stored: Task) -> bool:
+    """Point a deferred call's handle at the row its commit stored: True for a
+    new row, False when a unique call was deduplicated into a waiting one."""
+    if stored is handle:
+        return True
+    handle.pk, handle.task_id, handle.deduplicated = stored.pk, stored.task_id, True
+    handle._state.adding, handle._state.db = False, stored._state.db
+    return False
+
+
 def split_call(index: int, item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
     if isinstance(item, Call):
         return item.args, item.kwargs
@@ -121,13 +165,17 @@ def bulk_schedule(
     *,
     batch_size: int = 1000,
     using: str | None = None,
+    announce: Callable[[list[Task]], None] | None = None,
     **options: Any,
 ) -> list[Task]:
     """Store many calls of one task with multi-row INSERTs; return the rows.
 
     The calls are serialized as their rows are written, in one transaction:
     a bad item raises TypeError (or ValueError) and nothing is stored.
-    ``options`` are those of :func:`build_task`.
+    ``options`` are those of :func:`build_task`; ``announce`` is called
+    with the stored rows. Inside a transaction on another database, the
+    calls are serialized now and stored at its commit (as for
+    :func:`schedule_task`).
     """
     now = timezone.now()
     items = list(calls)
@@ -145,7 +193,28 @@ def bulk_schedule(
             params = dumps(*split_call(index, items[index]), task_name)
             yield params, task_hash(task_name, params), next(ids)
 
-    return insert_many(template, varying(), count=len(items), batch_size=batch_size, using=using)
+    alias = queue_alias(using)
+    later = deferring_to(alias)
+    if later is None:
+        rows = insert_many(
+            template, varying(), count=len(items), batch_size=batch_size, using=alias
+        )
+        if announce is not None:
+            announce(rows)
+        return rows
+    pending = list(varying())  # a bad item raises here, in the caller
+    handles = unsaved_copies(template, pending)
+
+    def at_commit() -> None:
+        rows = insert_many(template, pending, batch_size=batch_size, using=alias)
+        for handle, row in zip(handles, rows, strict=True):
+            handle.pk = row.pk
+            handle._state.adding, handle._state.db = False, alias
+        if announce is not None:
+            announce(handles)
+
+    transaction.on_commit(at_commit, using=later)
+    return handles
 
 
 def bulk_schedule_each(
@@ -154,6 +223,7 @@ def bulk_schedule_each(
     *,
     unique: UniqueSpec | None = None,
     using: str | None = None,
+    announce: Callable[[list[Task]], None] | None = None,
     **options: Any,
 ) -> list[Task]:
     """Store many calls, each row built on its own, in one transaction: for
@@ -162,14 +232,34 @@ def bulk_schedule_each(
     Returns one row per call: the row it was stored as, or for a unique
     task the waiting row it was deduplicated into (``deduplicated`` set),
     which may be a row an earlier call of the same batch stored. Every call
-    is built (and validated) before anything is written.
+    is built (and validated) before anything is written. ``announce`` and a
+    transaction on another database: as for :func:`bulk_schedule`.
     """
     now = timezone.now()
     tasks = [
         build_task(task_name, *split_call(index, item), now=now, unique=unique, **options)
         for index, item in enumerate(calls)
     ]
-    alias = using or "default"
+    alias = queue_alias(using)
+    later = deferring_to(alias)
+    if later is None:
+        rows = _store_each(tasks, unique, alias)
+        if announce is not None:
+            announce(rows)
+        return rows
+
+    def at_commit() -> None:
+        rows = _store_each(tasks, unique, alias)
+        for task, row in zip(tasks, rows, strict=True):
+            _settle(task, row)
+        if announce is not None:
+            announce(tasks)
+
+    transaction.on_commit(at_commit, using=later)
+    return tasks
+
+
+def _store_each(tasks: list[Task], unique: UniqueSpec | None, alias: str) -> list[Task]:
     stored: dict[str, Task] = {}
     rows: list[Task] = []
     with transaction.atomic(using=alias):

@@ -292,9 +292,22 @@ class TaskProxy:
         if spec is not None or per_call:
             # Row by row: keys differ per call in ways the template rows cannot hold.
             store, options = bulk_schedule_each, {"unique": spec, **limits}
-        rows = store(
+
+        def announce(rows: list[Task]) -> None:
+            new = rows
+            if spec is not None:
+                new = list({id(row): row for row in rows if not row.deduplicated}.values())
+            if listened(task_created, DBTaskRunner):
+                for row in new:
+                    task_created.send(sender=DBTaskRunner, task=row)
+            if eager():
+                for row in new:
+                    run_in_process(row)
+
+        return store(
             self.name,
             calls,
+            announce=announce,
             **options,
             run_at=merged.run_at,
             priority=merged.priority if priority is None else priority,
@@ -309,17 +322,6 @@ class TaskProxy:
             result_ttl=self.ttl,
             retry_delay=None if retry_delay is None else stored_policy(retry_delay),
         )
-        if spec is not None:
-            new = list({id(row): row for row in rows if not row.deduplicated}.values())
-        else:
-            new = rows
-        if listened(task_created, DBTaskRunner):
-            for row in new:
-                task_created.send(sender=DBTaskRunner, task=row)
-        if eager():
-            for row in new:
-                run_in_process(row)
-        return rows
 
     def __str__(self) -> str:
         return f"TaskProxy({self.name})"

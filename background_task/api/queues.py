@@ -12,6 +12,7 @@ import logging
 from background_task.core.options import validate_options
 from background_task.store import pausing
 from background_task.store.models import PausedQueue
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.control")
 
@@ -22,12 +23,13 @@ def _checked(queue: str | None) -> str | None:
     return queue or None
 
 
-def pause_queue(queue: str | None, *, reason: str = "", using: str = "default") -> bool:
+def pause_queue(queue: str | None, *, reason: str = "", using: str | None = None) -> bool:
     """Pause ``queue`` (None: the default queue); False if it was paused already.
 
     ``reason`` is shown wherever paused queues are (admin, ``task_status``,
     the status endpoint).
     """
+    using = queue_alias(using)
     queue = _checked(queue)
     if not isinstance(reason, str):
         raise TypeError(f"reason must be a string, not {type(reason).__name__} {reason!r}.")
@@ -37,9 +39,10 @@ def pause_queue(queue: str | None, *, reason: str = "", using: str = "default") 
     return paused
 
 
-def resume_queue(queue: str | None, *, using: str = "default") -> bool:
+def resume_queue(queue: str | None, *, using: str | None = None) -> bool:
     """Resume a paused ``queue``; False if it was not paused. Its waiting
     tasks are claimed again within a second."""
+    using = queue_alias(using)
     queue = _checked(queue)
     resumed = pausing.resume(queue, using)
     if resumed:
@@ -47,6 +50,7 @@ def resume_queue(queue: str | None, *, using: str = "default") -> bool:
     return resumed
 
 
-def paused_queues(*, using: str = "default") -> list[PausedQueue]:
+def paused_queues(*, using: str | None = None) -> list[PausedQueue]:
     """The paused queues (``name``, ``paused_at``, ``reason``), by name."""
+    using = queue_alias(using)
     return pausing.paused(using)

@@ -46,12 +46,13 @@ class DBTaskRunner:
     def schedule(self, task_name: str, args: Any, kwargs: Any, **options: Any) -> Task | None:
         """Store one call (see :func:`background_task.api.enqueue.schedule_task`) and
         send ``task_created`` for a new row (not for a unique task's waiting twin)."""
-        task = self._schedule_task(task_name, args, kwargs, **options)
-        if task is not None and not task.deduplicated:
-            task_created.send(sender=type(self), task=task)
-            if eager():
-                run_in_process(task)
-        return task
+        return self._schedule_task(task_name, args, kwargs, announce=self._announce, **options)
+
+    def _announce(self, task: Task) -> None:
+        """A new row was stored (at once, or at the commit that queued it)."""
+        task_created.send(sender=type(self), task=task)
+        if eager():
+            run_in_process(task)
 
     def get_task_to_run(self, tasks: Tasks, queue: str | None = None) -> Task | None:
         """Claim one due task that ``tasks`` can run (of ``queue``, if given) for

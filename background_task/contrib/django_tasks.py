@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 import django
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 
 if django.VERSION < (6, 0):
     raise ImproperlyConfigured(
@@ -53,6 +54,7 @@ from background_task.core.exceptions import InvalidTaskError, ResultNotSerializa
 from background_task.core.options import validate_options
 from background_task.runtime import invocation
 from background_task.runtime.invocation import Invocation
+from background_task.store.routing import deferring_to, queue_alias
 
 if TYPE_CHECKING:
     from background_task.store.models import BaseTask, Task
@@ -110,8 +112,8 @@ class DatabaseBackend(BaseTaskBackend):
 
     OPTIONS: ``MAX_ATTEMPTS`` (default 1: one attempt, as Django's tasks
     expect; more retry with backoff, READY in between), ``TIMEOUT`` (a hard
-    time limit in seconds) and ``DATABASE`` (the database alias, default
-    ``"default"``).
+    time limit in seconds) and ``DATABASE`` (the database alias; by default
+    the one Django's routers choose for the queue's models).
     """
 
     supports_defer = True
@@ -125,7 +127,7 @@ class DatabaseBackend(BaseTaskBackend):
         # No models or queries here: the backend is built while task modules import.
         self.max_attempts = self.options.get("MAX_ATTEMPTS", 1)
         self.timeout = self.options.get("TIMEOUT")
-        self.database = self.options.get("DATABASE", "default")
+        self.database: str | None = self.options.get("DATABASE")
 
     def validate_task(self, task: AnyTask) -> None:
         super().validate_task(task)
@@ -205,9 +207,18 @@ class DatabaseBackend(BaseTaskBackend):
             on_worker_lost=getattr(task, "on_worker_lost", None),
         )
         row.backend = self.alias
-        row.save(using=self.database, force_insert=True)
+        alias = queue_alias(self.database)
         result = cast("TaskResult[_P, _R]", self.result_of(row, task))
-        _send(task_enqueued, type(self), result)  # stored already: a receiver cannot undo it
+
+        def store() -> None:
+            row.save(using=alias, force_insert=True)
+            _send(task_enqueued, type(self), result)  # stored already: a receiver cannot undo it
+
+        later = deferring_to(alias)
+        if later is None:
+            store()
+        else:  # inside a transaction on another database: stored when it commits
+            transaction.on_commit(store, using=later)
         return result
 
     async def aenqueue(

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from background_task.core.autostart_options import AutostartOptions
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.autostart")
 
@@ -227,7 +228,7 @@ def start(server: str = "wsgi") -> bool:
         if _started is not None and _started.owner_pid == os.getpid():
             return False
         path = lock_path(
-            os.environ.get("DJANGO_SETTINGS_MODULE", ""), settings.DATABASES.get("default", {})
+            os.environ.get("DJANGO_SETTINGS_MODULE", ""), settings.DATABASES.get(queue_alias(), {})
         )
         _started = EmbeddedWorker(options, path, server)
         _started.start()

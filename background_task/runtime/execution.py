@@ -44,6 +44,7 @@ from background_task.store import limits, rates
 from background_task.store.deleting import delete_claimed
 from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
 # 1.2.8 logged retries at WARNING on the models logger; its runner's messages
@@ -151,12 +152,13 @@ class TaskExecutor:
         registry: Tasks,
         worker_id: str,
         *,
-        using: str = "default",
+        using: str | None = None,
         clock: Callable[[], datetime] = timezone.now,
         retry_policy: Policy | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         slots: TaskSlots | None = None,
     ) -> None:
+        using = queue_alias(using)
         self.registry = registry
         #: Where a supervised worker shows its supervisor what runs, and until when.
         self.slots = slots

@@ -19,6 +19,7 @@ from background_task.core.coroutines import run_to_completion
 from background_task.runtime.execution import TaskExecutor
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task, WorkerProcess
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.tasks")
 
@@ -28,7 +29,7 @@ class WorkerInProcess:
 
     def run_stored(self, task: Task) -> Task:
         """Claim a just-queued task, run it, and return it refreshed."""
-        using = task._state.db or "default"
+        using = queue_alias(task._state.db)
         row = task if task.pk is not None else Task.objects.using(using).get(task_id=task.task_id)
         self._run(default_registry, row, using)
         task.refresh()
@@ -37,7 +38,7 @@ class WorkerInProcess:
     def run_task(self, registry: Tasks, task: Task | str, args: Any, kwargs: Any) -> None:
         """Run a stored Task (claimed first unless it holds a claim), or call a task by name."""
         if isinstance(task, Task):
-            if not self._run(registry, task, task._state.db or "default"):
+            if not self._run(registry, task, queue_alias(task._state.db)):
                 logger.warning("Task %s is held by another worker; not run.", task.task_id)
             return
         run_to_completion(registry.get(task).task_function, *(args or ()), **(kwargs or {}))

@@ -46,6 +46,7 @@ from background_task.core.exceptions import ClaimLost, WorkerLost
 from background_task.core.version import __version__
 from background_task.runtime.execution import TaskExecutor
 from background_task.store.models import Task, WorkerProcess
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
 
@@ -166,11 +167,12 @@ class Liveness:
         queues: Sequence[str | None] | None = None,
         concurrency: int = 1,
         supervisor_id: str | None = None,
-        using: str = "default",
+        using: str | None = None,
         executor: TaskExecutor | None = None,
         parent_pid: int | None = None,
         on_orphaned: Callable[[], None] | None = None,
     ) -> None:
+        using = queue_alias(using)
         self.worker_id = worker_id
         self.kind = kind
         self.queues = list(queues) if queues is not None else None

@@ -25,6 +25,7 @@ from background_task.core.conf import app_settings
 from background_task.core.recurrence import Recurrence
 from background_task.core.serialization import loads_params
 from background_task.store.models import Schedule, ScheduleFire, Task, build_task
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.scheduler")
 
@@ -59,7 +60,7 @@ def definitions(registry: Tasks) -> list[ScheduleDefinition]:
 
 
 def sync(
-    declared: Iterable[ScheduleDefinition], now: datetime, using: str = "default"
+    declared: Iterable[ScheduleDefinition], now: datetime, using: str | None = None
 ) -> dict[str, int]:
     """Make the Schedule table match the declared schedules.
 
@@ -68,6 +69,7 @@ def sync(
     marked ``defined=False`` (kept, with their history). Safe to run from
     many workers at once. Returns counts of added, updated and removed.
     """
+    using = queue_alias(using)
     default_zone = app_settings.SCHEDULE_TIMEZONE
     rows = {row.name: row for row in Schedule.objects.using(using)}
     counts = {"added": 0, "updated": 0, "removed": 0}
@@ -123,15 +125,17 @@ def sync(
     return counts
 
 
-def sync_declared(registry: Tasks, using: str = "default") -> dict[str, int]:
+def sync_declared(registry: Tasks, using: str | None = None) -> dict[str, int]:
     """Sync what ``registry`` and the settings declare, at the database's time."""
+    using = queue_alias(using)
     from django.utils import timezone
 
     return sync(definitions(registry), timezone.now(), using)
 
 
-def next_due(registry: Tasks, using: str = "default") -> datetime | None:
+def next_due(registry: Tasks, using: str | None = None) -> datetime | None:
     """When the earliest active schedule whose task ``registry`` knows is due."""
+    using = queue_alias(using)
     active = Schedule.objects.using(using).filter(
         enabled=True, defined=True, task_name__in=registry.names()
     )
@@ -139,9 +143,10 @@ def next_due(registry: Tasks, using: str = "default") -> datetime | None:
     return found
 
 
-def fire_due(registry: Tasks, now: datetime, using: str = "default") -> int:
+def fire_due(registry: Tasks, now: datetime, using: str | None = None) -> int:
     """Fire the schedules due at ``now`` whose task ``registry`` knows; return
     how many tasks were queued."""
+    using = queue_alias(using)
     due = list(
         Schedule.objects.using(using)
         .filter(enabled=True, defined=True, next_run_at__lte=now, task_name__in=registry.names())
@@ -236,7 +241,7 @@ def _grace(recurrence: Recurrence, fire_at: datetime, schedule: Schedule) -> tim
 
 def run_now(schedule: Schedule, registry: Tasks, now: datetime) -> Task:
     """Queue one run of ``schedule`` at once, off its grid (the admin's "run now")."""
-    using = schedule._state.db or "default"
+    using = queue_alias(schedule._state.db)
     proxy = registry.get(schedule.task_name) if schedule.task_name in registry else None
     args, kwargs = loads_params(schedule.task_params)
     task = build_task(
@@ -258,9 +263,10 @@ def run_now(schedule: Schedule, registry: Tasks, now: datetime) -> Task:
     return task
 
 
-def prune_fires(now: datetime, using: str = "default") -> int:
+def prune_fires(now: datetime, using: str | None = None) -> int:
     """Delete ScheduleFire rows older than FIRE_HISTORY (they can never fire again:
     every schedule's next run is later)."""
+    using = queue_alias(using)
     old = ScheduleFire.objects.using(using).filter(fire_at__lt=now - FIRE_HISTORY)
     count, _ = old.delete()
     return count

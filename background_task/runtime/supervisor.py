@@ -44,6 +44,7 @@ from background_task.runtime.slots import RunningTask, TaskSlots
 from background_task.runtime.stopping import STOP_SIGNALS
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task, WorkerProcess
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.supervisor")
 
@@ -104,8 +105,9 @@ class Supervisor:
         shutdown_timeout: float,
         queues: Sequence[str | None] | None = None,
         registry: Tasks | None = None,
-        using: str = "default",
+        using: str | None = None,
     ) -> None:
+        using = queue_alias(using)
         self.count = count
         self.target = target
         self.threads = threads

@@ -60,6 +60,7 @@ from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
 from background_task.store.pausing import paused_names
 from background_task.store.pruning import prune_expired
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
 
@@ -97,7 +98,7 @@ class Worker(SignalStops):
         threads: int = 1,
         async_concurrency: int | None = None,
         registry: Tasks | None = None,
-        using: str = "default",
+        using: str | None = None,
         clock: Callable[[], datetime] = timezone.now,
         shutdown_timeout: float | None = None,
         slots: TaskSlots | None = None,
@@ -105,6 +106,7 @@ class Worker(SignalStops):
         parent_pid: int | None = None,
         backends: Sequence[str] = (),
     ) -> None:
+        using = queue_alias(using)
         self.queues = list(queues) if queues is not None else None
         #: ``django.tasks`` backend aliases whose rows this worker runs.
         self.backends = list(backends)

@@ -33,6 +33,7 @@ from django.db.models.signals import post_save, pre_save
 
 from background_task.core.signals import listened
 from background_task.store.models import Task
+from background_task.store.routing import queue_alias
 from background_task.store.rows import bare_instance, init_receivers
 
 # Columns that differ from row to row in a bulk call.
@@ -388,7 +389,7 @@ def insert_history(rows: list[dict[str, Any]], using: str | None = None) -> None
 
     if not rows:
         return
-    statement = _statement(using or "default", CompletedTask)
+    statement = _statement(queue_alias(using), CompletedTask)
     prepared = [statement.prepare_values(row) for row in rows]
     with statement.connection.cursor() as cursor:
         for start in range(0, len(prepared), statement.max_rows):
@@ -403,7 +404,7 @@ def _saved(task: Task, using: str) -> Task:
 
 def insert_one(task: Task, using: str | None = None) -> Task:
     """Insert one built, unsaved row and set its id; returns it."""
-    alias = using or "default"
+    alias = queue_alias(using)
     if orm_needed():
         task.save(using=alias, force_insert=True)
         return task
@@ -465,7 +466,7 @@ def insert_many(
     (PostgreSQL, SQLite, MariaDB); on MySQL they stay None, as with
     ``bulk_create()``, and ``task_id`` identifies each row.
     """
-    alias = using or "default"
+    alias = queue_alias(using)
     source: Iterator[Varying] = iter(varying)
     if count is None:
         buffered = list(source)
@@ -490,6 +491,15 @@ def insert_many(
     if ids:
         for task, pk in zip(tasks, ids, strict=True):
             task.pk = pk
+    return tasks
+
+
+def unsaved_copies(template: Task, varying: Iterable[Varying]) -> list[Task]:
+    """Unsaved copies of ``template`` for (task_params, task_hash, task_id)
+    rows that :func:`insert_many` will store later."""
+    tasks = [_copy(template, "", *row, fast=False) for row in varying]
+    for task in tasks:
+        task._state.adding, task._state.db = True, None
     return tasks
 
 

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from background_task.core import status
 from background_task.store.models import ConcurrencySlot, Task
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
 
@@ -39,7 +40,7 @@ def _taken(key: str, using: str) -> list[int]:
     return list(ConcurrencySlot.objects.using(using).filter(key=key).values_list("slot", flat=True))
 
 
-def acquire(task: Task, using: str = "default") -> bool:
+def acquire(task: Task, using: str | None = None) -> bool:
     """Give the claimed ``task`` a slot of its key, or block it: True if it may run.
 
     A blocked task leaves its claim (fenced on the claim token) and waits,
@@ -48,6 +49,7 @@ def acquire(task: Task, using: str = "default") -> bool:
     key, limit = task.concurrency_key, task.concurrency_limit
     if key is None or limit is None:
         return True
+    using = queue_alias(using)
     slots = ConcurrencySlot.objects.using(using)
     if task.attempts:
         slots.filter(task_id=task.task_id).delete()  # an earlier attempt's, if it was left
@@ -118,7 +120,7 @@ def _block(task: Task, using: str) -> None:
     _wake_after_commit(task.concurrency_key, task.concurrency_limit, using)
 
 
-def release(task: Task, token: str | None, using: str = "default", *, wake: bool = True) -> int:
+def release(task: Task, token: str | None, using: str | None = None, *, wake: bool = True) -> int:
     """Give back the slot ``task``'s run under claim ``token`` held (the run
     ended, however it ended) and wake blocked tasks of its key once that is
     committed; return how many were woken (0 inside a transaction, whose
@@ -129,13 +131,14 @@ def release(task: Task, token: str | None, using: str = "default", *, wake: bool
     key, limit = task.concurrency_key, task.concurrency_limit
     if key is None or limit is None:
         return 0
+    using = queue_alias(using)
     ConcurrencySlot.objects.using(using).filter(
         task_id=task.task_id, claim_token=token or ""
     ).delete()
     return _wake_after_commit(key, limit, using) if wake else 0
 
 
-def wake_keys(limits: dict[str, int], using: str = "default") -> int:
+def wake_keys(limits: dict[str, int], using: str | None = None) -> int:
     """Wake the blocked tasks of these keys (key -> limit) that their free
     slots can take, with one read when none is blocked; return how many.
 
@@ -143,6 +146,7 @@ def wake_keys(limits: dict[str, int], using: str = "default") -> int:
     releases committed, it keeps the module's rule (each release is
     followed by a read of its key's blocked tasks), a little later.
     """
+    using = queue_alias(using)
     if not limits:
         return 0
     blocked = set(
@@ -183,10 +187,11 @@ def _wake(key: str, limit: int, using: str) -> int:
     return woken
 
 
-def sweep(using: str = "default") -> int:
+def sweep(using: str | None = None) -> int:
     """Delete the slots of runs that ended without giving them back (their
     worker was killed, say) and wake every key's blocked tasks that fit;
     return how many were woken."""
+    using = queue_alias(using)
     holding = Task.objects.using(using).filter(
         task_id=OuterRef("task_id"), claim_token=OuterRef("claim_token"), status=status.RUNNING
     )

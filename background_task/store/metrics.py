@@ -19,6 +19,7 @@ from django.db.models import Count, Q
 
 from background_task.core import status
 from background_task.store.models import CompletedTask, QueueSample
+from background_task.store.routing import queue_alias
 from background_task.store.stats import _queue_name, queue_depths
 
 logger = logging.getLogger("background_task.metrics")
@@ -32,8 +33,9 @@ def minute_of(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def measure(now: datetime, using: str = "default") -> dict[str, Any]:
+def measure(now: datetime, using: str | None = None) -> dict[str, Any]:
     """The sample for ``now``: depth now, and what finished in the minute before."""
+    using = queue_alias(using)
     minute = minute_of(now)
     queues: dict[str, dict[str, Any]] = {
         name: {key: entry[key] for key in ("waiting", "due", "running")}
@@ -58,11 +60,12 @@ def measure(now: datetime, using: str = "default") -> dict[str, Any]:
     return {"minute": minute, **totals, "queues": dict(sorted(queues.items()))}
 
 
-def take_sample(now: datetime, using: str = "default") -> bool:
+def take_sample(now: datetime, using: str | None = None) -> bool:
     """Write this minute's sample unless another process has; prune old ones.
 
     Returns whether this call wrote it.
     """
+    using = queue_alias(using)
     minute = minute_of(now)
     samples = QueueSample.objects.using(using)
     if samples.filter(minute=minute).exists():
@@ -77,7 +80,8 @@ def take_sample(now: datetime, using: str = "default") -> bool:
     return True
 
 
-def recent_samples(now: datetime, span: timedelta, using: str = "default") -> list[QueueSample]:
+def recent_samples(now: datetime, span: timedelta, using: str | None = None) -> list[QueueSample]:
     """The samples of the last ``span``, oldest first (at most one per minute)."""
+    using = queue_alias(using)
     since = minute_of(now) - span
     return list(QueueSample.objects.using(using).filter(minute__gt=since).order_by("minute"))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from background_task.core import status
 from background_task.store.models import CompletedTask, CompletedTaskQuerySet
+from background_task.store.routing import queue_alias
 
 PRUNE_BATCH = 500  # rows per DELETE
 WORKER_PRUNE_BATCHES = 10  # batches a worker deletes per maintenance pass, at most
@@ -31,8 +32,9 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def expired(now: datetime, using: str = "default") -> CompletedTaskQuerySet:
+def expired(now: datetime, using: str | None = None) -> CompletedTaskQuerySet:
     """History rows whose ``ttl`` (or BACKGROUND_TASK_RESULT_TTL) has run out."""
+    using = queue_alias(using)
     return CompletedTask.objects.using(using).filter(expires_at__lte=now)
 
 
@@ -41,9 +43,10 @@ def history(
     *,
     older_than: timedelta | None = None,
     statuses: Sequence[str] = (),
-    using: str = "default",
+    using: str | None = None,
 ) -> CompletedTaskQuerySet:
     """History rows finished more than ``older_than`` ago, of the given statuses."""
+    using = queue_alias(using)
     rows = CompletedTask.objects.using(using).all()
     if older_than is not None:
         rows = rows.filter(run_at__lt=now - older_than)  # run_at: when it finished (1.2.8)
@@ -81,6 +84,7 @@ def delete_in_batches(
     return deleted
 
 
-def prune_expired(now: datetime, using: str = "default") -> int:
+def prune_expired(now: datetime, using: str | None = None) -> int:
     """A worker's share of pruning: a few batches of expired rows."""
+    using = queue_alias(using)
     return delete_in_batches(expired(now, using), max_batches=WORKER_PRUNE_BATCHES)

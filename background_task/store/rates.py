@@ -22,6 +22,7 @@ from django.utils import timezone
 from background_task.core.rates import loaded
 from background_task.store.inserting import refusable
 from background_task.store.models import RateSlot, Task
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
 
@@ -40,7 +41,7 @@ def _add(key: str, number: int, using: str) -> bool:
     return True
 
 
-def take(task: Task, using: str = "default") -> bool:
+def take(task: Task, using: str | None = None) -> bool:
     """Take a start of ``task``'s rate for its run: True if it may start.
 
     Otherwise the task waits, unclaimed and with no attempt counted, until
@@ -49,6 +50,7 @@ def take(task: Task, using: str = "default") -> bool:
     key, text = task.rate_key, task.rate_limit
     if key is None or text is None:
         return True
+    using = queue_alias(using)
     rate = loaded(text)
     window = timedelta(seconds=rate.seconds)
     # Rows beyond this rate's count (left by a larger rate) are not its starts.

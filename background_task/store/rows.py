@@ -26,6 +26,7 @@ from background_task.core.schedules import _check_priority, aware, repeat_fields
 from background_task.core.serialization import dumps_params, task_hash
 from background_task.core.signals import listened
 from background_task.core.uniqueness import UniqueSpec, call_key
+from background_task.store.routing import queue_alias
 
 M = TypeVar("M", bound=models.Model)
 
@@ -40,8 +41,12 @@ def creator_fields(creator: models.Model | None) -> dict[str, Any]:
             f"creator must be a saved model instance with a non-negative integer primary key; "
             f"{type(creator).__name__} has pk {pk!r}."
         )
+    # The content type as the queue's database knows it (its foreign key
+    # points there, which is not always where ContentType is routed).
     return {
-        "creator_content_type": ContentType.objects.get_for_model(creator),
+        "creator_content_type": ContentType.objects.db_manager(queue_alias()).get_for_model(
+            creator
+        ),
         "creator_object_id": pk,
     }
 

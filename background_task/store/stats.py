@@ -16,6 +16,7 @@ from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.store import pausing
 from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess
+from background_task.store.routing import queue_alias
 
 
 def _queue_name(queue: str | None) -> str:
@@ -26,11 +27,12 @@ def _empty_queue() -> dict[str, Any]:
     return {"waiting": 0, "due": 0, "running": 0, "blocked": 0, "oldest_due_seconds": None}
 
 
-def queue_depths(now: datetime, using: str = "default") -> dict[str, dict[str, Any]]:
+def queue_depths(now: datetime, using: str | None = None) -> dict[str, dict[str, Any]]:
     """Per queue: waiting, due and running tasks, and the age of the oldest due one.
 
     Two grouped counts over the task table (which holds only unfinished tasks).
     """
+    using = queue_alias(using)
     pending = Task.objects.using(using)
     queues: dict[str, dict[str, Any]] = {}
     for row in pending.values("queue", "status").annotate(n=Count("id")).order_by():
@@ -45,8 +47,9 @@ def queue_depths(now: datetime, using: str = "default") -> dict[str, dict[str, A
     return queues
 
 
-def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
+def snapshot(now: datetime, using: str | None = None) -> dict[str, Any]:
     """The state of the queue at ``now``, as JSON-friendly data."""
+    using = queue_alias(using)
     history = CompletedTask.objects.using(using)
     queues = queue_depths(now, using)
     for entry in queues.values():
@@ -79,16 +82,18 @@ def snapshot(now: datetime, using: str = "default") -> dict[str, Any]:
     }
 
 
-def paused_queues(using: str = "default") -> list[dict[str, Any]]:
+def paused_queues(using: str | None = None) -> list[dict[str, Any]]:
     """The paused queues (``queue`` None: the default one), when and why."""
+    using = queue_alias(using)
     return [
         {"queue": row.name, "paused_at": row.paused_at.isoformat(), "reason": row.reason}
         for row in pausing.paused(using)
     ]
 
 
-def workers(now: datetime, using: str = "default") -> list[dict[str, Any]]:
+def workers(now: datetime, using: str | None = None) -> list[dict[str, Any]]:
     """Registered worker and supervisor processes, their heartbeat age and load."""
+    using = queue_alias(using)
     running_by_worker = dict(
         Task.objects.using(using)
         .filter(status=status.RUNNING)
@@ -112,8 +117,9 @@ def workers(now: datetime, using: str = "default") -> list[dict[str, Any]]:
     ]
 
 
-def schedules(using: str = "default") -> list[dict[str, Any]]:
+def schedules(using: str | None = None) -> list[dict[str, Any]]:
     """Defined schedules, the next due first."""
+    using = queue_alias(using)
     return [
         {
             "name": schedule.name,

@@ -15,6 +15,7 @@ from django.db import IntegrityError
 
 from background_task.store.inserting import insert_one, refusable
 from background_task.store.models import Task
+from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task")
 
@@ -31,7 +32,7 @@ def insert_unique(task: Task, using: str | None = None) -> Task:
     Inside a transaction the INSERT runs in a savepoint, so a clash leaves
     the caller's transaction usable.
     """
-    alias = using or "default"
+    alias = queue_alias(using)
     error: IntegrityError | None = None
     for _ in range(ATTEMPTS):
         try:

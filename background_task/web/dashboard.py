@@ -22,6 +22,7 @@ from typing import Any
 from background_task.core import status
 from background_task.store import metrics, stats
 from background_task.store.models import CompletedTask, QueueSample
+from background_task.store.routing import queue_alias
 from background_task.web.charts import Series, line_chart
 
 STATS_ROWS = 10_000  # finished runs the per-task statistics look at, newest first
@@ -158,8 +159,11 @@ def charts(samples: Sequence[QueueSample]) -> dict[str, str]:
     }
 
 
-def collect(now: datetime, window: str = DEFAULT_WINDOW, using: str = "default") -> dict[str, Any]:
+def collect(
+    now: datetime, window: str = DEFAULT_WINDOW, using: str | None = None
+) -> dict[str, Any]:
     """Everything the dashboard page shows, for the window named ``window``."""
+    using = queue_alias(using)
     span = WINDOWS[window]
     history = CompletedTask.objects.using(using)
     latest = QueueSample.objects.using(using).order_by("-minute").first()

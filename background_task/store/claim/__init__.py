@@ -12,12 +12,14 @@ from background_task.store.claim.generic import GenericClaimStrategy
 from background_task.store.claim.mysql import MySQLClaimStrategy
 from background_task.store.claim.postgresql import PostgreSQLClaimStrategy
 from background_task.store.claim.sqlite import SQLiteClaimStrategy
+from background_task.store.routing import queue_alias
 
 __all__ = ["ClaimRequest", "ClaimStrategy", "get_strategy", "wake_workers"]
 
 
-def get_strategy(using: str = "default") -> ClaimStrategy:
+def get_strategy(using: str | None = None) -> ClaimStrategy:
     """Return the strategy for the connection ``using``."""
+    using = queue_alias(using)
     connection = connections[using]
     skip_locked = connection.features.has_select_for_update_skip_locked
     if connection.vendor == "postgresql":
@@ -29,10 +31,11 @@ def get_strategy(using: str = "default") -> ClaimStrategy:
     return GenericClaimStrategy(connection)
 
 
-def wake_workers(using: str = "default") -> None:
+def wake_workers(using: str | None = None) -> None:
     """Wake the idle workers of ``using`` now, where the database can push
     (PostgreSQL's NOTIFY, delivered on commit); elsewhere they notice
     changes on their own within their polling interval."""
+    using = queue_alias(using)
     connection = connections[using]
     if connection.vendor == "postgresql":
         PostgreSQLClaimStrategy.notify(connection)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BooleanField
+from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from background_task.core import status
@@ -86,7 +86,7 @@ class PriorityBands:
         claim's candidate query restricted to ``priority = claim_band.v``;
         it is counted up to ``limit`` per priority.
         """
-        counted, counted_params = due_at_band.values("id")[: self.limit].query.sql_with_params()
+        counted, counted_params = self.compiled(due_at_band.values("id")[: self.limit])
         sql = (
             f"WITH RECURSIVE {BAND}(v, found, step) AS ("
             f"SELECT {self.next_priority(None)}, 0, 0 "
@@ -137,12 +137,16 @@ class PriorityBands:
         cut = f"(SELECT v FROM {BAND} WHERE step = {MAX_STEPS:d} AND found < {self.limit:d})"
         return f"{self.column} {self.below} {cut}"
 
+    def compiled(self, queryset: QuerySet[Any, Any]) -> tuple[str, Any]:
+        """``queryset``'s SQL for this connection (``sql_with_params()`` would
+        compile it for the default database, whatever it runs on)."""
+        sql, params = queryset.query.get_compiler(self.connection.alias).as_sql()
+        return sql, params
+
     def rows(self, queryset: TaskQuerySet, suffix: str = "") -> tuple[str, list[Any]]:
         """``queryset``'s first ``limit`` tasks as (id, priority, run_at) rows,
         wrapped so that it can be one side of a UNION (``suffix`` may lock)."""
-        sql, params = queryset.values("id", "priority", "run_at")[
-            : self.limit
-        ].query.sql_with_params()
+        sql, params = self.compiled(queryset.values("id", "priority", "run_at")[: self.limit])
         return f"SELECT * FROM ({sql}{suffix}) AS band_rows", list(params)
 
     def pick(self, first: str, second: str) -> str:

@@ -163,7 +163,7 @@ class ReturningClaimStrategy(ClaimStrategy):
     def candidate_sql(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
         """The SELECT of the ids to claim, in claim order, and its parameters."""
         query = self.candidates(request).values("id")[: request.limit].query
-        sql, params = query.sql_with_params()
+        sql, params = query.get_compiler(self.connection.alias).as_sql()
         return sql + self.candidate_suffix, tuple(params)
 
     def next_run_at(self, now: datetime) -> datetime | None:

@@ -12,13 +12,14 @@ from django.utils import timezone
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.models import Task
 from background_task.store.pausing import paused_names
+from background_task.store.routing import queue_alias
 
 #: Expired locks tried per call, at most (1.2.8 tried its first five candidates).
 TAKEOVER_CANDIDATES = 5
 
 
 def claim_one(
-    worker_id: str, names: list[str], queue: str | None = None, *, using: str = "default"
+    worker_id: str, names: list[str], queue: str | None = None, *, using: str | None = None
 ) -> Task | None:
     """Claim the next due task of one of ``names`` (of ``queue``, if given) for
     ``worker_id``; None when there is none.
@@ -31,6 +32,7 @@ def claim_one(
     held by a registered worker is never taken; the recovery of lost
     workers settles those. Paused queues are left alone.
     """
+    using = queue_alias(using)
     now = timezone.now()
     paused = paused_names(using)
     request = ClaimRequest(worker_id, 1, now, names, [queue] if queue else None, paused=paused)

@@ -6,6 +6,7 @@ from django.db import models
 
 from background_task.core.limits import KEY_MAX_LENGTH
 from background_task.core.options import TASK_ID_MAX_LENGTH
+from background_task.store.models.routed import QueueManager
 
 
 class ConcurrencySlot(models.Model):
@@ -23,6 +24,8 @@ class ConcurrencySlot(models.Model):
     task_id = models.CharField(max_length=TASK_ID_MAX_LENGTH, unique=True)
     claim_token = models.CharField(max_length=32)
     acquired_at = models.DateTimeField()
+
+    objects = QueueManager()
 
     class Meta:
         db_table = "background_task_concurrencyslot"
@@ -43,6 +46,8 @@ class RateSlot(models.Model):
     key = models.CharField(max_length=KEY_MAX_LENGTH)
     slot = models.PositiveIntegerField()
     started_at = models.DateTimeField()
+
+    objects = QueueManager()
 
     class Meta:
         db_table = "background_task_rateslot"

@@ -14,13 +14,14 @@ from background_task.core.conf import app_settings
 from background_task.core.serialization import dumps_params, task_hash
 from background_task.store.hooks import enqueue_by_name
 from background_task.store.models.querysets import TaskQuerySet
+from background_task.store.models.routed import QueueManager
 from background_task.store.rows import build_row
 
 if TYPE_CHECKING:
     from background_task.store.models.task import Task
 
 
-class TaskManager(models.Manager.from_queryset(TaskQuerySet)):  # type: ignore[misc]
+class TaskManager(QueueManager.from_queryset(TaskQuerySet)):  # type: ignore[misc]
     """``Task.objects``: 1.2.8's manager methods on top of the named states."""
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Task | None:

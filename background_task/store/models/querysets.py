@@ -14,17 +14,18 @@ from django.utils import timezone
 
 from background_task.core import status
 from background_task.core.conf import app_settings
+from background_task.store.models.routed import QueueQuerySet
 from background_task.store.models.worker import WorkerProcess
 
 if TYPE_CHECKING:
     from background_task.store.models.task import CompletedTask, Task  # noqa: F401
 
 
-class TaskQuerySet(models.QuerySet["Task"]):
+class TaskQuerySet(QueueQuerySet["Task"]):
     """Named states of waiting and running tasks."""
 
     def created_by(self, creator: models.Model) -> TaskQuerySet:
-        content_type = ContentType.objects.get_for_model(creator)
+        content_type = ContentType.objects.db_manager(self.db).get_for_model(creator)
         return self.filter(creator_content_type=content_type, creator_object_id=creator.pk)
 
     def waiting(self) -> TaskQuerySet:
@@ -93,11 +94,11 @@ class TaskQuerySet(models.QuerySet["Task"]):
         return self.order_by(f"{prefix}priority", "run_at", "id")
 
 
-class CompletedTaskQuerySet(models.QuerySet["CompletedTask"]):
+class CompletedTaskQuerySet(QueueQuerySet["CompletedTask"]):
     """Named states of finished tasks."""
 
     def created_by(self, creator: models.Model) -> CompletedTaskQuerySet:
-        content_type = ContentType.objects.get_for_model(creator)
+        content_type = ContentType.objects.db_manager(self.db).get_for_model(creator)
         return self.filter(creator_content_type=content_type, creator_object_id=creator.pk)
 
     def failed(self, within: timedelta | None = None) -> CompletedTaskQuerySet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from background_task.core.options import QUEUE_MAX_LENGTH
+from background_task.store.models.routed import QueueManager
 
 #: How the default queue (``queue=None``) is named in :class:`PausedQueue`.
 DEFAULT_QUEUE = ""
@@ -18,6 +19,8 @@ class PausedQueue(models.Model):
     queue = models.CharField(max_length=QUEUE_MAX_LENGTH, unique=True)  # "": the default queue
     paused_at = models.DateTimeField()
     reason = models.TextField(blank=True, default="")
+
+    objects = QueueManager()
 
     class Meta:
         db_table = "background_task_pausedqueue"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from background_task.store.models.routed import QueueManager
+
 
 class QueueSample(models.Model):
     """The queue's state once a minute, for the dashboard's charts.
@@ -21,6 +23,8 @@ class QueueSample(models.Model):
     finished = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     queues = models.JSONField(default=dict)  # {queue: {"waiting": n, ...}}
+
+    objects = QueueManager()
 
     class Meta:
         db_table = "background_task_sample"

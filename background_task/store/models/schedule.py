@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from background_task.core.options import QUEUE_MAX_LENGTH, TASK_ID_MAX_LENGTH, TASK_NAME_MAX_LENGTH
+from background_task.store.models.routed import QueueManager
 from background_task.store.models.task import BaseTask, CompletedTask, Task
 
 
@@ -46,6 +47,8 @@ class Schedule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = QueueManager()
+
     class Meta:
         db_table = "background_task_schedule"
         ordering = ["name"]
@@ -79,6 +82,8 @@ class ScheduleFire(models.Model):
     task_id = models.CharField(max_length=TASK_ID_MAX_LENGTH, null=True, blank=True)
     skipped = models.CharField(max_length=255, blank=True)  # why no task was queued
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = QueueManager()
 
     class Meta:
         db_table = "background_task_schedule_fire"

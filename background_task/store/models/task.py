@@ -38,6 +38,7 @@ from background_task.store.models import legacy
 from background_task.store.models.columns import TaskColumns
 from background_task.store.models.manager import TaskManager
 from background_task.store.models.querysets import CompletedTaskQuerySet
+from background_task.store.models.routed import QueueManager
 from background_task.store.rows import bare_instance, build_row, init_receivers
 
 logger = logging.getLogger("background_task.models")
@@ -409,7 +410,7 @@ class CompletedTask(BaseTask):
     )
     creator = GenericForeignKey("creator_content_type", "creator_object_id")
 
-    objects = CompletedTaskQuerySet.as_manager()
+    objects = QueueManager.from_queryset(CompletedTaskQuerySet)()
 
     def __str__(self) -> str:
         return f"{self.verbose_name or self.task_name} - {self.run_at}"

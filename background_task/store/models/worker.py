@@ -7,8 +7,10 @@ from datetime import timedelta
 from django.db import models
 from django.db.models.functions import Now
 
+from background_task.store.models.routed import QueueManager, QueueQuerySet
 
-class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
+
+class WorkerProcessQuerySet(QueueQuerySet["WorkerProcess"]):
     """Named states of worker rows; ages are measured in database time."""
 
     def alive(self, lost_after: float) -> WorkerProcessQuerySet:
@@ -43,7 +45,7 @@ class WorkerProcess(models.Model):
     started_at = models.DateTimeField()
     heartbeat_at = models.DateTimeField(db_index=True)
 
-    objects = WorkerProcessQuerySet.as_manager()
+    objects = QueueManager.from_queryset(WorkerProcessQuerySet)()
 
     class Meta:
         db_table = "background_task_worker"
