@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,27 @@ setting_changed.connect(_forget_values, dispatch_uid="background_task.conf")
 RETRY = "retry"  # count the attempt and queue it again with backoff (at least once)
 FAIL = "fail"  # fail it for good: it never runs twice (at most once)
 WORKER_LOST_POLICIES = (RETRY, FAIL)
+
+
+#: The environment variable that names this host when the setting does not.
+HOST_NAME_ENV = "BACKGROUND_TASK_HOST_NAME"
+
+
+def _default_host_name() -> str:
+    return os.environ.get(HOST_NAME_ENV) or socket.gethostname()
+
+
+def _host_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 255 and ":" not in value
+
+
+def host_name() -> str:
+    """This host's name in worker ids (its first 32 characters) and worker rows:
+    BACKGROUND_TASK_HOST_NAME, else the environment variable of that name,
+    else the machine's host name."""
+    if not django_settings.configured:
+        return _default_host_name()
+    return str(SPECS["HOST_NAME"].value())
 
 
 def _positive_int(value: Any) -> bool:
@@ -241,6 +263,13 @@ SPECS: dict[str, SettingSpec] = {
         _positive_int,
         "a positive integer (async def tasks awaited at once per worker process)",
         "background_task.E025",
+    ),
+    "HOST_NAME": SettingSpec(
+        ("BACKGROUND_TASK_HOST_NAME",),
+        _default_host_name,
+        _host_name,
+        "a non-empty string of at most 255 characters without ':' (this host's name in worker ids)",
+        "background_task.E028",
     ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +40,7 @@ from django.db.models import Exists, OuterRef
 from django.db.models.functions import Now
 
 from background_task.core import status
-from background_task.core.conf import app_settings
+from background_task.core.conf import app_settings, host_name
 from background_task.core.exceptions import ClaimLost, WorkerLost
 from background_task.core.version import __version__
 from background_task.runtime.execution import TaskExecutor
@@ -87,7 +86,7 @@ def silent_but_running(using: str, worker_ids: set[str], lost_after: float) -> s
     STALL_LIMIT times ``lost_after`` old."""
     rows = (
         WorkerProcess.objects.using(using)
-        .filter(worker_id__in=worker_ids, host=socket.gethostname()[:255])
+        .filter(worker_id__in=worker_ids, host=host_name())
         .alive(STALL_LIMIT * lost_after)
         .values_list("worker_id", "pid")
     )
@@ -198,7 +197,7 @@ class Liveness:
         rows.create(
             worker_id=self.worker_id,
             kind=self.kind,
-            host=socket.gethostname()[:255],
+            host=host_name(),
             pid=os.getpid(),
             supervisor_id=self.supervisor_id,
             queues=self.queues,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import Iterator
+
+from background_task.core.conf import host_name
 
 
 def new_task_id() -> str:
@@ -45,4 +46,4 @@ _VARIANT_DIGITS = "89ab" * 4
 def make_worker_id() -> str:
     """``host:pid:random``, unique across hosts and within 64 characters: what
     a claiming process writes into ``locked_by``."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{host_name()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -16,7 +16,6 @@ import functools
 import json
 import logging
 import os
-import socket
 import time
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -29,7 +28,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from background_task.core import status
-from background_task.core.conf import app_settings, is_set
+from background_task.core.conf import app_settings, host_name, is_set
 from background_task.core.exceptions import TaskNotFound
 from background_task.core.recurrence import get_timezone
 from background_task.core.schedules import next_calendar_repetition, next_repetition
@@ -77,7 +76,7 @@ class BaseTask(TaskColumns):
         if not self.locked_by:
             return None
         parts = self.locked_by.split(":")
-        if len(parts) >= 2 and parts[0] != socket.gethostname()[:32]:
+        if len(parts) >= 2 and parts[0] != host_name()[:32]:
             return None
         try:
             pid = int(parts[1] if len(parts) >= 2 else parts[0])
