@@ -112,7 +112,18 @@ def check_routing() -> list[CheckMessage]:
             )
         ]
     messages: list[CheckMessage] = []
+    from background_task.core.conf import SPECS
     from background_task.store.models import Task
+
+    listen = SPECS["LISTEN_DATABASE"].raw()[1]
+    if isinstance(listen, str) and listen not in django_settings.DATABASES:
+        messages.append(
+            Error(
+                f"BACKGROUND_TASK_LISTEN_DATABASE names {listen!r}, which is not in DATABASES.",
+                hint="Name a direct (not pooled) connection to the queue's PostgreSQL server.",
+                id="background_task.E029",
+            )
+        )
 
     if not router.allow_migrate_model(alias, Task):
         messages.append(

@@ -3,7 +3,8 @@
 DB_BACKEND is sqlite (default), postgres or mysql; DB_NAME, DB_USER,
 DB_PASSWORD, DB_HOST and DB_PORT override the defaults of each. On
 PostgreSQL, DB_PREPARED=1 turns on server-side binding and prepared
-statements, and DB_DRIVER=psycopg2 runs on psycopg2 instead of psycopg 3.
+statements, DB_DRIVER=psycopg2 runs on psycopg2 instead of psycopg 3, and
+DB_POOLED=1 says DB_PORT is a transaction-mode PgBouncer (tests/pooler.py).
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ elif BACKEND == "postgres":
             ),
         }
     }
+    if os.environ.get("DB_POOLED"):
+        # Through a transaction-mode pooler (tests/pooler.py): Django's marker
+        # for it, and a direct connection for LISTEN when BGTASK_LISTEN_DATABASE
+        # names it.
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["direct"] = {**DATABASES["default"], "PORT": "5432"}
+        DATABASES["direct"].pop("DISABLE_SERVER_SIDE_CURSORS")
+        if os.environ.get("BGTASK_LISTEN_DATABASE"):
+            BACKGROUND_TASK_LISTEN_DATABASE = os.environ["BGTASK_LISTEN_DATABASE"]
 elif BACKEND == "mysql":
     DATABASES = {
         "default": {

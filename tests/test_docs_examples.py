@@ -28,6 +28,7 @@ import sys
 import textwrap
 import threading
 import types
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -279,6 +280,18 @@ def run_settings(example: Example, namespace: dict[str, object]) -> None:
     ours = {k: v for k, v in values.items() if k.startswith("BACKGROUND_TASK_")}
     if "TASKS" in values and django.VERSION >= (6, 0):
         ours["TASKS"] = values["TASKS"]
+    if "DATABASES" in values:
+        # Checked against the example's aliases, never connected to here.
+        ours["DATABASES"] = values["DATABASES"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Overriding setting DATABASES")
+        errors = settings_errors(ours)
+    assert not errors, (
+        f"{example.page}:{example.line}: the example's settings fail checks: {errors}"
+    )
+
+
+def settings_errors(ours: dict[str, object]) -> list[str]:
     with override_settings(**ours):
         errors = [str(e) for e in check_settings() if e.is_serious()]
         if "TASKS" in ours:
@@ -286,9 +299,7 @@ def run_settings(example: Example, namespace: dict[str, object]) -> None:
 
             for alias in ours["TASKS"]:  # type: ignore[attr-defined]
                 errors += [str(e) for e in task_backends[alias].check() if e.is_serious()]
-    assert not errors, (
-        f"{example.page}:{example.line}: the example's settings fail checks: {errors}"
-    )
+    return errors
 
 
 def run_code(example: Example, namespace: dict[str, object]) -> None:

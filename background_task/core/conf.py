@@ -69,6 +69,10 @@ def host_name() -> str:
     return str(SPECS["HOST_NAME"].value())
 
 
+def _listen_database(value: Any) -> bool:
+    return value is None or value is False or (isinstance(value, str) and bool(value))
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -271,6 +275,14 @@ SPECS: dict[str, SettingSpec] = {
         "a non-empty string of at most 255 characters without ':' (this host's name in worker ids)",
         "background_task.E028",
     ),
+    "LISTEN_DATABASE": SettingSpec(
+        ("BACKGROUND_TASK_LISTEN_DATABASE",),
+        None,
+        _listen_database,
+        "None (LISTEN on the queue's database unless it is behind a transaction pooler), "
+        "False (never LISTEN: poll) or the alias of a direct PostgreSQL connection",
+        "background_task.E029",
+    ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),
         "DESC",
@@ -422,6 +434,13 @@ class AppSettings:
     @property
     def ASYNC_THREADS(self) -> int:
         return int(SPECS["ASYNC_THREADS"].value())
+
+    @property
+    def LISTEN_DATABASE(self) -> str | bool | None:
+        """Where idle PostgreSQL workers LISTEN: None (the queue's database,
+        unless pooled), False (nowhere: they poll) or a database alias."""
+        value: str | bool | None = SPECS["LISTEN_DATABASE"].value()
+        return value
 
     @property
     def ASYNC_CONCURRENCY(self) -> int:

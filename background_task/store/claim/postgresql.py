@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from django.db import connections
+
 from background_task.core.conf import app_settings
 from background_task.store.claim.bands import BAND, PriorityBands, where
 from background_task.store.claim.base import ClaimRequest
@@ -19,6 +21,9 @@ logger = logging.getLogger("background_task.worker")
 
 CHANNEL = "background_task"  # NOTIFY channel of the insert trigger (migration 0004)
 LISTEN_SLICE = 0.5  # seconds; how often a listening worker checks whether it must stop
+#: Seconds between an idle worker's claims when it does not LISTEN (behind a
+#: transaction pooler, or BACKGROUND_TASK_LISTEN_DATABASE = False).
+POLL_INTERVAL = 0.5
 
 
 class PostgreSQLClaimStrategy(ReturningClaimStrategy):
@@ -109,14 +114,58 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
             return self._listener
         if time.monotonic() - self._listen_failed_at < 30:
             return None
+        params = self.listen_params()
+        if params is None:
+            return None
         try:
-            listener = open_listener(self.connection.get_connection_params(), CHANNEL)
+            listener = open_listener(params, CHANNEL)
         except Exception as exc:  # any failure means: poll instead
             self._listen_failed_at = time.monotonic()
             logger.warning("Cannot LISTEN for new tasks (%s); polling instead.", exc)
             return None
         self._listener = listener
         return listener
+
+    def listen_params(self) -> dict[str, Any] | None:
+        """The connection parameters to LISTEN with, or None to poll.
+
+        LISTEN needs a session of its own: behind a pooler in transaction
+        mode (which Django projects mark with DISABLE_SERVER_SIDE_CURSORS)
+        the server connection goes back to the pool after each statement
+        and the notifications with it. BACKGROUND_TASK_LISTEN_DATABASE names
+        a direct connection to listen on instead, or False to always poll.
+        """
+        choice = app_settings.LISTEN_DATABASE
+        if choice is False:
+            return None
+        if isinstance(choice, str):
+            params: dict[str, Any] = connections[choice].get_connection_params()
+            return params
+        if self.connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            return None
+        params = self.connection.get_connection_params()
+        return params
+
+    def _announce(self, listening: bool) -> None:
+        """Say once, at the first idle wait, how this worker learns of new tasks."""
+        choice = app_settings.LISTEN_DATABASE
+        if listening:
+            where = f"database {choice!r}" if isinstance(choice, str) else "its own database"
+            logger.info("Waiting for new tasks with LISTEN on %s.", where)
+        elif choice is False:
+            logger.info(
+                "BACKGROUND_TASK_LISTEN_DATABASE is False: looking for new tasks every %gs "
+                "while idle.",
+                POLL_INTERVAL,
+            )
+        elif self.listen_params() is None:
+            logger.info(
+                "Database %r sets DISABLE_SERVER_SIDE_CURSORS (a transaction pooler): looking "
+                "for new tasks every %gs while idle; set BACKGROUND_TASK_LISTEN_DATABASE to "
+                "the alias of a direct connection to be woken by LISTEN instead.",
+                self.connection.alias,
+                POLL_INTERVAL,
+            )
 
     def before_claim(self) -> None:
         # Listen before claiming: a task committed after an empty claim then
@@ -127,10 +176,14 @@ class PostgreSQLClaimStrategy(ReturningClaimStrategy):
     def wait(self, timeout: float, stopping: threading.Event) -> None:
         if not self._listening:
             self._listening = True
-            if self.listener() is not None:
+            first = self.listener()
+            self._announce(first is not None)
+            if first is not None:
                 return  # claim once more, now that notifications cannot be missed
         listener = self.listener()
         if listener is None:
+            if self.listen_params() is None:  # not listening by choice: poll often
+                timeout = min(timeout, POLL_INTERVAL)
             super().wait(timeout, stopping)
             return
         deadline = time.monotonic() + timeout
