@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 import django
 
 BACKEND = os.environ.get("DB_BACKEND", "sqlite")
+DATABASES: dict[str, dict[str, Any]]
 
 if BACKEND == "sqlite":
     _name = os.environ.get("DB_NAME") or os.path.join(tempfile.gettempdir(), "bgtask-tests.sqlite3")
@@ -56,9 +58,8 @@ elif BACKEND == "postgres":
         # Through a transaction-mode pooler (tests/pooler.py): Django's marker
         # for it, and a direct connection for LISTEN when BGTASK_LISTEN_DATABASE
         # names it.
-        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
         DATABASES["direct"] = {**DATABASES["default"], "PORT": "5432"}
-        DATABASES["direct"].pop("DISABLE_SERVER_SIDE_CURSORS")
+        DATABASES["default"] = {**DATABASES["default"], "DISABLE_SERVER_SIDE_CURSORS": True}
         if os.environ.get("BGTASK_LISTEN_DATABASE"):
             BACKGROUND_TASK_LISTEN_DATABASE = os.environ["BGTASK_LISTEN_DATABASE"]
 elif BACKEND == "mysql":
