@@ -94,7 +94,31 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "--async-concurrency 1000)",
     ),
     "idle_cpu": ("% core", None, "CPU time of an idle worker over --idle-seconds (latency run)"),
+    "steady_50": (
+        "ms",
+        None,
+        "p99 pick-up latency from the enqueue's commit: 2 producers at 50 % of this run's "
+        "drain_2p for --steady-seconds, 2 worker processes, history pruned after 10 s",
+    ),
+    "steady_80": ("ms", None, "as steady_50, producers at 80 % of drain_2p"),
+    "steady_1500": ("ms", None, "as steady_50, 1 producer at 1,500 tasks/s, 1 worker process"),
 }
+# Scenarios that run only when --only names them (they take minutes).
+OPT_IN = {"steady_50", "steady_80", "steady_1500"}
+# What each steady run reports besides its p99: name suffix -> (unit, what).
+STEADY_FIGURES = {
+    "p50": ("ms", "pick-up latency, median"),
+    "p95": ("ms", "pick-up latency, 95th percentile"),
+    "max": ("ms", "pick-up latency, worst"),
+    "rate": ("tasks/s", "enqueue rate the producers reached"),
+    "backlog_max": ("tasks", "most waiting tasks in any one-second sample"),
+    "backlog_end": ("tasks", "waiting tasks when the producers stopped"),
+    "size_start": ("MB", "task + history tables and indexes before the producers started"),
+    "size_end": ("MB", "the same once the producers stopped"),
+}
+for _steady in sorted(OPT_IN):
+    for _suffix, (_unit, _what) in STEADY_FIGURES.items():
+        SCENARIOS[f"{_steady}_{_suffix}"] = (_unit, None, f"{_steady}: {_what}")
 
 
 # -- the parent: one child process per database ------------------------------
@@ -111,7 +135,7 @@ def reachable(db: str) -> bool:
 
 
 def print_table(results: dict[str, dict[str, list[float]]]) -> None:
-    header = f"{'database':<9} {'scenario':<15} {'unit':<8} {'min':>10} {'median':>10} {'max':>10}"
+    header = f"{'database':<9} {'scenario':<22} {'unit':<8} {'min':>10} {'median':>10} {'max':>10}"
     print(f"\n{header}  ratio")
     for db, figures in results.items():
         for name, (unit, reference, _) in SCENARIOS.items():
@@ -123,7 +147,7 @@ def print_table(results: dict[str, dict[str, list[float]]]) -> None:
             if reference and figures.get(reference):
                 ratio = f"{median / statistics.median(figures[reference]):.2f} x {reference}"
             print(
-                f"{db:<9} {name:<15} {unit:<8} {min(values):>10,.1f} {median:>10,.1f} "
+                f"{db:<9} {name:<22} {unit:<8} {min(values):>10,.1f} {median:>10,.1f} "
                 f"{max(values):>10,.1f}  {ratio}"
             )
 
@@ -149,7 +173,17 @@ def main() -> int:
         default=10.0,
         help="how long the latency run watches its idle worker's CPU time (default 10)",
     )
-    parser.add_argument("--only", help="comma-separated scenarios to run")
+    parser.add_argument(
+        "--only",
+        help="comma-separated scenarios to run (the steady_* scenarios run only when named)",
+    )
+    parser.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=60.0,
+        help="how long the producers of a steady_* scenario run (default 60)",
+    )
+    parser.add_argument("--producer", help=argparse.SUPPRESS)
     parser.add_argument(
         "--prepared",
         action="store_true",
@@ -161,6 +195,8 @@ def main() -> int:
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.producer:
+        return producer(args.producer)
     if args.child:
         return child(args)
     if args.prepared:
@@ -687,6 +723,153 @@ def scenario_latency(size: int) -> float:
     return statistics.median(samples)
 
 
+def table_megabytes() -> float:
+    """The task and history tables with their indexes, in MB."""
+    from django.db import connection
+
+    tables = ("background_task", "background_task_completedtask")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_total_relation_size(%s) + pg_total_relation_size(%s)", list(tables)
+            )
+            size = cursor.fetchone()[0]
+        elif connection.vendor == "mysql":
+            for table in tables:
+                cursor.execute(f"ANALYZE TABLE {table}")
+                cursor.fetchall()
+            cursor.execute(
+                "SELECT SUM(data_length + index_length) FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name IN (%s, %s)",
+                list(tables),
+            )
+            size = cursor.fetchone()[0]
+        else:  # the whole file: SQLite keeps no size per table without dbstat
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute("PRAGMA page_size")
+            size = pages * cursor.fetchone()[0]
+    return float(size or 0) / 1e6
+
+
+def producer(spec: str) -> int:
+    """``--producer rate,seconds,index,directory,start``: call ``steady(i)`` at a
+    fixed rate from ``start`` (a time.time()) on, noting each call's commit."""
+    rate_text, seconds_text, index_text, directory, start_text = spec.split(",")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    import django
+
+    django.setup()
+    from benchmarks.benchapp.tasks import steady
+
+    rate, index = float(rate_text), int(index_text)
+    count, base = int(rate * float(seconds_text)), index * 1_000_000_000
+    lines: list[str] = []
+    start = time.monotonic() + (float(start_text) - time.time())
+    for k in range(count):
+        delay = start + k / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        steady(base + k)
+        lines.append(f"{base + k} {time.time()}\n")  # autocommit: committed on return
+    with open(os.path.join(directory, f"producer-{index}.txt"), "w") as out:
+        out.writelines(lines)
+    return 0
+
+
+def make_steady(
+    key: str,
+    *,
+    fraction: float | None = None,
+    rate: float | None = None,
+    processes: int = 2,
+    producers: int = 2,
+) -> Callable[[int], float]:
+    """Producers enqueue at a fixed rate while workers run; the p99 of the
+    pick-up latency (a task's start minus its enqueue's commit) in ms."""
+
+    def scenario(size: int) -> float:
+        import tempfile
+
+        from background_task.models import Task
+
+        target = rate
+        if target is None:
+            assert fraction is not None
+            drained = OPTIONS["results"].get("drain_2p")
+            if not drained:  # measure it now: the reference of this run
+                drained = [make_drain(2)(size)]
+                reset()
+            target = fraction * statistics.median(drained)
+        directory = tempfile.mkdtemp(prefix="bench-steady-")
+        env = worker_env(BENCH_STEADY_DIR=directory, BENCH_RESULT_TTL="10")
+        workers = [
+            subprocess.Popen([sys.executable, "-m", "django", "process_tasks"], env=env, cwd=ROOT)
+            for _ in range(processes)
+        ]
+        seconds = OPTIONS["steady_seconds"]
+        try:
+            time.sleep(2)  # started and idle
+            EXTRA[f"{key}_size_start"].append(table_megabytes())
+            start = time.time() + 1.0
+            feeders = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--producer",
+                        f"{target / producers},{seconds},{index},{directory},{start}",
+                    ],
+                    env=worker_env(),
+                    cwd=ROOT,
+                )
+                for index in range(producers)
+            ]
+            backlog: list[int] = []
+            while any(feeder.poll() is None for feeder in feeders):
+                backlog.append(Task.objects.filter(status="waiting").count())
+                time.sleep(1.0)
+            if any(feeder.returncode for feeder in feeders):
+                raise RuntimeError("a producer failed")
+            EXTRA[f"{key}_backlog_end"].append(Task.objects.filter(status="waiting").count())
+            EXTRA[f"{key}_size_end"].append(table_megabytes())
+            deadline = time.monotonic() + 120
+            while Task.objects.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the workers did not catch up within 120 s")
+                time.sleep(0.2)
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(60)
+        committed: dict[str, float] = {}
+        started: dict[str, float] = {}
+        for name in os.listdir(directory):
+            into = committed if name.startswith("producer-") else started
+            with open(os.path.join(directory, name)) as lines:
+                for line in lines:
+                    call, when = line.split()
+                    into[call] = float(when)
+        missing = set(committed) - set(started)
+        if missing:
+            raise RuntimeError(f"{len(missing)} queued tasks never started")
+        latencies = sorted((started[call] - committed[call]) * 1000 for call in committed)
+
+        def percentile(share: float) -> float:
+            return latencies[min(len(latencies) - 1, int(len(latencies) * share))]
+
+        EXTRA[f"{key}_p50"].append(percentile(0.5))
+        EXTRA[f"{key}_p95"].append(percentile(0.95))
+        EXTRA[f"{key}_max"].append(latencies[-1])
+        span = max(committed.values()) - min(committed.values())
+        EXTRA[f"{key}_rate"].append(len(committed) / max(span, 1e-6))
+        EXTRA[f"{key}_backlog_max"].append(max(backlog, default=0))
+        return percentile(0.99)
+
+    return scenario
+
+
 EXTRA: dict[str, list[float]] = {
     "worker_rss": [],
     "latency_p95": [],
@@ -696,12 +879,16 @@ EXTRA: dict[str, list[float]] = {
     "drain_rated_1000_peak": [],
     "async_rss": [],
 }
+for _steady in sorted(OPT_IN):
+    for _suffix in STEADY_FIGURES:
+        EXTRA[f"{_steady}_{_suffix}"] = []
 OPTIONS: dict[str, Any] = {}
 
 
 def child(args: argparse.Namespace) -> int:
     setup_django()
     OPTIONS.update(
+        steady_seconds=args.steady_seconds,
         backlog=args.backlog,
         latency_samples=args.latency_samples,
         idle_seconds=args.idle_seconds,
@@ -726,10 +913,18 @@ def child(args: argparse.Namespace) -> int:
         "drain_async_2p": make_drain_async(2),
         "backlog_drain": scenario_backlog_drain,
         "latency_p50": scenario_latency,
+        "steady_50": make_steady("steady_50", fraction=0.5),
+        "steady_80": make_steady("steady_80", fraction=0.8),
+        "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1, producers=1),
     }
     only = set(args.only.split(",")) if args.only else None
     results: dict[str, list[float]] = {}
-    chosen = {name: run for name, run in scenarios.items() if not only or name in only}
+    OPTIONS["results"] = results  # the steady scenarios read drain_2p's figure
+    chosen = {
+        name: run
+        for name, run in scenarios.items()
+        if (not only and name not in OPT_IN) or (only and name in only)
+    }
     # Rounds of every scenario rather than all repetitions of one: a machine
     # that slows down for a while then weighs on a scenario and its raw-SQL
     # reference alike, and the ratios stay fair.

@@ -64,3 +64,8 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {"background_task": {"handlers": ["stderr"], "level": "WARNING"}},
 }
+
+# The steady scenario keeps finished tasks BENCH_RESULT_TTL seconds (history
+# pruning on, as a long-running project would have it).
+if os.environ.get("BENCH_RESULT_TTL"):
+    BACKGROUND_TASK_RESULT_TTL = int(os.environ["BENCH_RESULT_TTL"])

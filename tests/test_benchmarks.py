@@ -102,3 +102,44 @@ def test_every_scenario_runs_and_reports():
     assert len(idle) == 1 and 0 <= idle[0] <= 100 * os.cpu_count()
     assert "x raw_insert" in result.stdout and "x raw_claim" in result.stdout
     assert "x raw_bulk" in result.stdout
+
+
+@pytest.mark.skipif(not MAIN_PASS, reason="run once, on the main SQLite pass")
+def test_the_steady_scenarios_run_when_named_and_report_their_figures():
+    out = tempfile.mkdtemp()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["BENCH_DB_NAME"] = "bgtask_bench_test"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "run.py"),
+            "--db",
+            "sqlite",
+            "--only",
+            "steady_50,steady_1500",
+            "--size",
+            "200",
+            "--repeat",
+            "1",
+            "--steady-seconds",
+            "1",
+            "--output",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [name] = os.listdir(out)
+    with open(os.path.join(out, name)) as handle:
+        figures = json.load(handle)["results"]["sqlite"]
+    suffixes = ("p50", "p95", "max", "rate", "backlog_max", "backlog_end", "size_start", "size_end")
+    expected = {"steady_50", "steady_1500"}
+    expected |= {f"{key}_{suffix}" for key in ("steady_50", "steady_1500") for suffix in suffixes}
+    assert set(figures) == expected
+    # Every queued call started (the scenario raises otherwise); no timing is asserted.
+    assert figures["steady_50_p50"][0] <= figures["steady_50"][0] <= figures["steady_50_max"][0]

@@ -22,6 +22,21 @@ def stamp(sent: float) -> float:
     return time.time()
 
 
+_STEADY_LOG: dict[int, int] = {}  # pid -> file descriptor
+
+
+@background
+def steady(i: int) -> None:
+    """Note when call ``i`` started, for the steady scenario's pick-up latencies:
+    one line per run in this process's file under BENCH_STEADY_DIR."""
+    started = time.time()
+    fd = _STEADY_LOG.get(os.getpid())
+    if fd is None:
+        path = os.path.join(os.environ["BENCH_STEADY_DIR"], f"worker-{os.getpid()}.txt")
+        fd = _STEADY_LOG[os.getpid()] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.write(fd, f"{i} {started}\n".encode())
+
+
 @background(concurrency_limit=1, concurrency_key=lambda i=0: f"key-{i % 100}")
 def noop_limited(i: int = 0) -> None:
     """A no-op with one run at a time per key, over 100 keys."""
