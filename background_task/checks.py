@@ -22,6 +22,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages.extend(check_routing())
     if not messages:
         messages.extend(check_liveness())
+        messages.extend(check_fencing())
         messages.extend(check_schedules())
     for prefixed, bare, check_id in LEGACY_PAIRS:
         if hasattr(django_settings, prefixed) and hasattr(django_settings, bare):
@@ -52,6 +53,40 @@ def check_liveness() -> list[CheckMessage]:
             id="background_task.E011",
         )
     ]
+
+
+def check_fencing() -> list[CheckMessage]:
+    """The self-fencing deadline must come before others may presume a worker
+    lost, by a margin the watchdog can keep, and after more than one late heartbeat."""
+    from background_task.runtime.fencing import MIN_MARGIN
+
+    if not app_settings.SELF_FENCING:
+        return []
+    interval, lost_after = app_settings.HEARTBEAT_INTERVAL, app_settings.WORKER_LOST_AFTER
+    fence_after = app_settings.FENCE_AFTER
+    if lost_after - fence_after < MIN_MARGIN:
+        return [
+            Error(
+                f"BACKGROUND_TASK_FENCE_AFTER ({fence_after:g}s) must be at least "
+                f"{MIN_MARGIN:g}s below BACKGROUND_TASK_WORKER_LOST_AFTER ({lost_after:g}s): "
+                f"a worker cut off from the database must have stopped its tasks before "
+                f"other workers may take them over, or a task can run twice at once.",
+                hint="Lower BACKGROUND_TASK_FENCE_AFTER (or leave it unset: it is then "
+                "derived), or raise BACKGROUND_TASK_WORKER_LOST_AFTER.",
+                id="background_task.E032",
+            )
+        ]
+    if fence_after < 2 * interval:
+        return [
+            Error(
+                f"BACKGROUND_TASK_FENCE_AFTER ({fence_after:g}s) must be at least two "
+                f"heartbeat intervals (BACKGROUND_TASK_HEARTBEAT_INTERVAL = {interval:g}s); "
+                f"otherwise one late heartbeat stops a healthy worker's tasks.",
+                hint="Raise BACKGROUND_TASK_FENCE_AFTER or lower the heartbeat interval.",
+                id="background_task.E032",
+            )
+        ]
+    return []
 
 
 def check_schedules() -> list[CheckMessage]:

@@ -137,6 +137,8 @@ BACKGROUND_TASK_SHUTDOWN_TIMEOUT = float(os.environ.get("BGTASK_SHUTDOWN_TIMEOUT
 # Reliability tests shorten heartbeats and hard time limits through the environment.
 BACKGROUND_TASK_HEARTBEAT_INTERVAL = float(os.environ.get("BGTASK_HEARTBEAT_INTERVAL", "5"))
 BACKGROUND_TASK_WORKER_LOST_AFTER = float(os.environ.get("BGTASK_WORKER_LOST_AFTER", "30"))
+# BGTASK_SELF_FENCING=0: workers that do not fence themselves (tests of what fencing prevents).
+BACKGROUND_TASK_SELF_FENCING = os.environ.get("BGTASK_SELF_FENCING", "1") != "0"
 
 # Django 6.1 configures email through MAILERS (EMAIL_BACKEND is deprecated).
 if django.VERSION >= (6, 1):

@@ -36,7 +36,11 @@ LOST_AFTER = 3.0
 
 
 def group_env(host: str) -> dict[str, str]:
+    # Without self-fencing: this test is about the claim token fencing the
+    # late writes of runs that went on (tests/test_partition.py shows
+    # self-fencing stopping them).
     return subprocess_env(
+        BGTASK_SELF_FENCING="0",
         BACKGROUND_TASK_HOST_NAME=host,
         BGTASK_HEARTBEAT_INTERVAL="0.5",
         BGTASK_WORKER_LOST_AFTER=str(LOST_AFTER),

@@ -311,6 +311,22 @@ SPECS: dict[str, SettingSpec] = {
         "a positive number of seconds (heartbeat silence after which a worker counts as lost)",
         "background_task.E008",
     ),
+    "SELF_FENCING": SettingSpec(
+        ("BACKGROUND_TASK_SELF_FENCING",),
+        True,
+        lambda value: isinstance(value, bool),
+        "True or False (whether a worker cut off from the database stops its own tasks "
+        "before others may take them over)",
+        "background_task.E030",
+    ),
+    "FENCE_AFTER": SettingSpec(
+        ("BACKGROUND_TASK_FENCE_AFTER",),
+        None,
+        _optional_positive_number,
+        "None (derived from the heartbeat settings) or a positive number of seconds "
+        "(heartbeat silence after which a worker stops its own tasks)",
+        "background_task.E031",
+    ),
     "DEFAULT_TIMEOUT": SettingSpec(
         ("BACKGROUND_TASK_DEFAULT_TIMEOUT",),
         None,
@@ -469,6 +485,22 @@ class AppSettings:
     def WORKER_LOST_AFTER(self) -> float:
         """Seconds without a heartbeat after which a worker's tasks are recovered (30)."""
         return float(SPECS["WORKER_LOST_AFTER"].value())
+
+    @property
+    def SELF_FENCING(self) -> bool:
+        """Whether workers fence themselves (default True; SQLite never needs it)."""
+        return bool(SPECS["SELF_FENCING"].value())
+
+    @property
+    def FENCE_AFTER(self) -> float:
+        """Seconds without a heartbeat going through after which a worker that
+        holds tasks kills its own process: the setting, or WORKER_LOST_AFTER
+        minus the larger of one heartbeat interval and a fifth of it."""
+        value = SPECS["FENCE_AFTER"].value()
+        if value is not None:
+            return float(value)
+        lost_after = self.WORKER_LOST_AFTER
+        return lost_after - max(self.HEARTBEAT_INTERVAL, lost_after / 5)
 
     @property
     def DEFAULT_TIMEOUT(self) -> float | None:

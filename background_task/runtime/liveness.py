@@ -155,7 +155,8 @@ class Liveness:
     ``recover`` makes the thread also recover orphaned tasks (workers do;
     a supervisor settles its own children's tasks instead).
     ``on_orphaned`` is called once if the process's parent (its
-    supervisor) goes away.
+    supervisor) goes away; ``on_renewed`` with the monotonic time at which
+    each heartbeat that went through was sent (for self-fencing).
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class Liveness:
         executor: TaskExecutor | None = None,
         parent_pid: int | None = None,
         on_orphaned: Callable[[], None] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
     ) -> None:
         using = queue_alias(using)
         self.worker_id = worker_id
@@ -181,6 +183,7 @@ class Liveness:
         self.executor = executor
         self.parent_pid = parent_pid
         self.on_orphaned = on_orphaned
+        self.on_renewed = on_renewed
         self.interval = app_settings.HEARTBEAT_INTERVAL
         self.lost_after = app_settings.WORKER_LOST_AFTER
         self._stop = threading.Event()
@@ -192,6 +195,7 @@ class Liveness:
 
     def register(self) -> None:
         """Insert this process's row (replacing a stale one with the same id)."""
+        sent = time.monotonic()
         rows = WorkerProcess.objects.using(self.using)
         rows.filter(worker_id=self.worker_id).delete()
         rows.create(
@@ -207,9 +211,12 @@ class Liveness:
             heartbeat_at=Now(),
         )
         self._healthy_since = time.monotonic()
+        if self.on_renewed is not None:
+            self.on_renewed(sent)
 
     def beat(self) -> None:
         """Refresh ``heartbeat_at``; re-register if the row was removed meanwhile."""
+        sent = time.monotonic()
         updated = (
             WorkerProcess.objects.using(self.using)
             .filter(worker_id=self.worker_id)
@@ -222,8 +229,11 @@ class Liveness:
                 self.worker_id,
             )
             self.register()
-        elif self._healthy_since is None:
+            return
+        if self._healthy_since is None:
             self._healthy_since = time.monotonic()
+        if self.on_renewed is not None:
+            self.on_renewed(sent)
 
     def unregister(self) -> None:
         """Delete this process's row (clean exit)."""

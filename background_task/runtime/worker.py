@@ -50,6 +50,7 @@ from background_task.runtime.execution import (
     WorkerStopped,
     close_connection,
 )
+from background_task.runtime.fencing import SelfFence
 from background_task.runtime.invocation import Invocation
 from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
@@ -211,6 +212,7 @@ class Worker(SignalStops):
             )
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bgtask")
+        fence = self._self_fence()
         self.liveness = Liveness(
             self.worker_id,
             queues=self.queues,
@@ -222,8 +224,11 @@ class Worker(SignalStops):
             ),
             parent_pid=self.parent_pid,
             on_orphaned=self.stop,
+            on_renewed=fence.renewed if fence is not None else None,
         )
         self.liveness.start()
+        if fence is not None:
+            fence.start()
         try:
             while not self.stopping.is_set():
                 if self.duration > 0 and time.monotonic() - started > self.duration:
@@ -243,6 +248,8 @@ class Worker(SignalStops):
             self._shutdown()
             if self._sampler is not None:
                 self._sampler.join(SAMPLER_JOIN_TIMEOUT)
+            if fence is not None:
+                fence.stop()  # its runs are over: nothing left to fence
             self.liveness.stop()
             self.liveness = None
             self._close_stop_pipe()
@@ -403,6 +410,22 @@ class Worker(SignalStops):
         if self._loop is not None and not self._coroutines:
             self._loop.close()
             self._loop = None
+
+    def _self_fence(self) -> SelfFence | None:
+        """The watchdog that kills this process when it is cut off from the
+        database while holding tasks (see :mod:`background_task.runtime.fencing`):
+        for supervised workers (a supervisor starts the next one) on a server
+        database, unless BACKGROUND_TASK_SELF_FENCING is False."""
+        if self.supervisor_id is None or not app_settings.SELF_FENCING:
+            return None
+        if connections[self.using].vendor == "sqlite":
+            return None  # one host: a live worker is never presumed lost
+        return SelfFence(
+            self.worker_id,
+            app_settings.FENCE_AFTER,
+            app_settings.WORKER_LOST_AFTER,
+            holds=lambda: self.claimed > 0,
+        )
 
     def _claim(self, now: datetime, woken: bool) -> tuple[list[Task], bool]:
         """Claim what fits; also say whether nothing could be claimed at all.

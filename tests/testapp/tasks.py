@@ -290,3 +290,21 @@ def limited_failing(key: str = "") -> None:
 def rate_limited(key: str) -> None:
     """At most five starts a second per account (the part of ``key`` before ':')."""
     _record("rate_limited", key)
+
+
+# -- partitions (tests/test_partition.py) --------------------------------------------
+
+
+@background(retry_delay=0, max_attempts=5)
+def partitioned_run(key: str, seconds: float) -> None:
+    """A long run that notes its start, a tick every 50 ms and its end in a
+    file of its own under BGTASK_RUN_LOG (never in the database, which a
+    partitioned worker cannot reach): when each run was alive."""
+    path = os.path.join(os.environ["BGTASK_RUN_LOG"], f"{key}-{os.getpid()}-{time.time()}.txt")
+    with open(path, "a", buffering=1) as log:
+        log.write(f"start {time.time()}\n")
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            time.sleep(0.05)
+            log.write(f"tick {time.time()}\n")
+        log.write(f"end {time.time()}\n")
