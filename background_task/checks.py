@@ -21,8 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
     messages.extend(check_routing())
     if not messages:
-        messages.extend(check_liveness())
-        messages.extend(check_fencing())
+        messages.extend(check_liveness() or check_fencing())
         messages.extend(check_schedules())
     for prefixed, bare, check_id in LEGACY_PAIRS:
         if hasattr(django_settings, prefixed) and hasattr(django_settings, bare):
@@ -156,7 +155,7 @@ def check_routing() -> list[CheckMessage]:
             Error(
                 f"BACKGROUND_TASK_LISTEN_DATABASE names {listen!r}, which is not in DATABASES.",
                 hint="Name a direct (not pooled) connection to the queue's PostgreSQL server.",
-                id="background_task.E029",
+                id="background_task.E033",
             )
         )
 

@@ -66,7 +66,7 @@ def host_name() -> str:
     else the machine's host name."""
     if not django_settings.configured:
         return _default_host_name()
-    return str(SPECS["HOST_NAME"].value())
+    return app_settings.HOST_NAME
 
 
 def _listen_database(value: Any) -> bool:
@@ -450,6 +450,11 @@ class AppSettings:
     @property
     def ASYNC_THREADS(self) -> int:
         return int(SPECS["ASYNC_THREADS"].value())
+
+    @property
+    def HOST_NAME(self) -> str:
+        """This host's name in worker ids and worker rows (see :func:`host_name`)."""
+        return str(SPECS["HOST_NAME"].value())
 
     @property
     def LISTEN_DATABASE(self) -> str | bool | None:
