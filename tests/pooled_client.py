@@ -17,9 +17,7 @@ import django
 
 django.setup()
 
-from django.contrib.auth.models import User  # noqa: E402
-from django.test import Client  # noqa: E402
-
+from tests import admin_pages  # noqa: E402
 from tests.testapp import tasks  # noqa: E402
 
 
@@ -29,17 +27,7 @@ def enqueue() -> list[str]:
     first = tasks.unique_record("pooled")
     assert tasks.unique_record("pooled").deduplicated
     ids.append(first.task_id)
-    User.objects.create_superuser("pooled-admin", "admin@example.com", "pw")
-    client = Client()
-    assert client.login(username="pooled-admin", password="pw")
-    for url in (
-        "/admin/background_task/task/",
-        "/admin/background_task/completedtask/",
-        "/admin/background_task/task/dashboard/",
-        "/tasks/",
-    ):
-        response = client.get(url)
-        assert response.status_code == 200, (url, response.status_code)
+    admin_pages.visit(admin_pages.superuser_client("pooled-admin"))
     return ids
 
 

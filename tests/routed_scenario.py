@@ -27,13 +27,13 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
-from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 import background_task  # noqa: E402
 from background_task.models import CompletedTask, Task  # noqa: E402
 from background_task.store.models import PausedQueue, Schedule, WorkerProcess  # noqa: E402
 from background_task.testing import run_immediately  # noqa: E402
+from tests import admin_pages  # noqa: E402
 from tests.testapp import tasks  # noqa: E402
 from tests.testapp.models import Execution  # noqa: E402
 
@@ -132,17 +132,8 @@ def commands() -> None:
 
 
 def web() -> None:
-    User.objects.create_superuser("admin", "admin@example.com", "pw")
-    client = Client()
-    client.login(username="admin", password="pw")
-    for url in (
-        "/admin/background_task/task/",
-        "/admin/background_task/completedtask/",
-        "/admin/background_task/task/dashboard/",
-        "/tasks/",
-    ):
-        response = client.get(url)
-        assert response.status_code == 200, (url, response.status_code)
+    client = admin_pages.superuser_client("admin")
+    admin_pages.visit(client)
     task = Task.objects.first()
     if task is not None:
         response = client.get(f"/admin/background_task/task/{task.pk}/change/")

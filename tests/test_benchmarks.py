@@ -36,31 +36,15 @@ def test_the_raw_insert_reference_writes_the_row_an_enqueue_writes():
     }
 
 
-@pytest.mark.skipif(not MAIN_PASS, reason="run once, on the main SQLite pass")
-def test_every_scenario_runs_and_reports():
+def bench(*options: str) -> tuple[subprocess.CompletedProcess[str], dict[str, list[float]]]:
+    """Run benchmarks/run.py on SQLite with ``options``; its output and figures."""
     out = tempfile.mkdtemp()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["BENCH_DB_NAME"] = "bgtask_bench_test"
+    script = os.path.join(ROOT, "benchmarks", "run.py")
     result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "benchmarks", "run.py"),
-            "--db",
-            "sqlite",
-            "--size",
-            "60",
-            "--backlog",
-            "150",
-            "--repeat",
-            "1",
-            "--latency-samples",
-            "2",
-            "--idle-seconds",
-            "0.5",
-            "--output",
-            out,
-        ],
+        [sys.executable, script, "--db", "sqlite", *options, "--output", out],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,8 +54,15 @@ def test_every_scenario_runs_and_reports():
     assert result.returncode == 0, result.stdout + result.stderr
     [name] = os.listdir(out)
     with open(os.path.join(out, name)) as handle:
-        report = json.load(handle)
-    figures = report["results"]["sqlite"]
+        return result, json.load(handle)["results"]["sqlite"]
+
+
+@pytest.mark.skipif(not MAIN_PASS, reason="run once, on the main SQLite pass")
+def test_every_scenario_runs_and_reports():
+    result, figures = bench(
+        "--size", "60", "--backlog", "150", "--repeat", "1",
+        "--latency-samples", "2", "--idle-seconds", "0.5",
+    )  # fmt: skip
     expected = {
         "raw_insert",
         "raw_bulk",
@@ -106,37 +97,10 @@ def test_every_scenario_runs_and_reports():
 
 @pytest.mark.skipif(not MAIN_PASS, reason="run once, on the main SQLite pass")
 def test_the_steady_scenarios_run_when_named_and_report_their_figures():
-    out = tempfile.mkdtemp()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env["BENCH_DB_NAME"] = "bgtask_bench_test"
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "benchmarks", "run.py"),
-            "--db",
-            "sqlite",
-            "--only",
-            "steady_50,steady_1500",
-            "--size",
-            "200",
-            "--repeat",
-            "1",
-            "--steady-seconds",
-            "1",
-            "--output",
-            out,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    [name] = os.listdir(out)
-    with open(os.path.join(out, name)) as handle:
-        figures = json.load(handle)["results"]["sqlite"]
+    _, figures = bench(
+        "--only", "steady_50,steady_1500", "--size", "200", "--repeat", "1",
+        "--steady-seconds", "1",
+    )  # fmt: skip
     suffixes = ("p50", "p95", "max", "rate", "backlog_max", "backlog_end", "size_start", "size_end")
     expected = {"steady_50", "steady_1500"}
     expected |= {f"{key}_{suffix}" for key in ("steady_50", "steady_1500") for suffix in suffixes}
