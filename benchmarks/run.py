@@ -802,7 +802,10 @@ def make_steady(
                 reset()
             target = fraction * statistics.median(drained)
         directory = tempfile.mkdtemp(prefix="bench-steady-")
-        env = worker_env(BENCH_STEADY_DIR=directory, BENCH_RESULT_TTL="10")
+        # BENCH_STEADY_TTL="" turns pruning off (to tell its cost apart).
+        env = worker_env(
+            BENCH_STEADY_DIR=directory, BENCH_RESULT_TTL=os.environ.get("BENCH_STEADY_TTL", "10")
+        )
         workers = [
             subprocess.Popen([sys.executable, "-m", "django", "process_tasks"], env=env, cwd=ROOT)
             for _ in range(processes)

@@ -182,3 +182,39 @@ def test_a_cut_off_host_stops_its_tasks_before_another_host_runs_them(
         f"tasks={len(queued)} fenced_runs={fenced} overlaps=0 "
         f"smallest gap between a fenced run and its rerun={min(gaps):.2f}s"
     )
+
+
+def test_a_cut_shorter_than_the_deadline_changes_nothing(start_worker, tmp_path):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite is one host's database")
+    run_log = str(tmp_path / "runs")
+    os.mkdir(run_log)
+    port = int(
+        connection.settings_dict["PORT"] or (5432 if connection.vendor == "postgresql" else 3306)
+    )
+    relay = Relay(port)
+    queued = [fixtures.partitioned_run(f"s{index}", 4.0) for index in range(2)]
+    group_a = start_worker(
+        "--workers", "2", "--sleep", "0.1",
+        env=group_env("host-a", str(relay.port), run_log),
+        log_path=str(tmp_path / "a.log"),
+    )  # fmt: skip
+    try:
+        wait_until(lambda: len(os.listdir(run_log)) >= 2, timeout=60)
+        relay.cut()
+        time.sleep(1.2)  # half of FENCE_AFTER (2.4 s)
+    finally:
+        relay.heal()
+    wait_until(
+        lambda: CompletedTask.objects.filter(status=status.DONE).count() == len(queued),
+        timeout=60,
+    )
+    group_a.signal(signal.SIGTERM)
+    code, output = group_a.wait(timeout=60)
+    relay.close()
+    assert code == 0, output
+    assert "fenced itself" not in output, output
+    by_key = runs(run_log)
+    # One run per task, each to its end: the outage went by unnoticed by the tasks.
+    assert sorted(by_key) == ["s0", "s1"]
+    assert all(len(seen) == 1 and seen[0][3] for seen in by_key.values()), by_key

@@ -293,3 +293,25 @@ def test_backend_option_errors_are_clear():
     else:
         with pytest.raises(CommandError, match="--backend:"):
             call_command("process_tasks", "--burst", "--backend", "no-such-alias")
+
+
+def test_a_running_worker_prunes_expired_history_off_its_claim_loop(start_worker):
+    """More expired rows than one pass of the old in-loop pruning took (5,000,
+    then nothing for 30 s) go at once, while the worker runs new tasks."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    fixtures.noop.bulk([() for _ in range(6000)])
+    code, output = start_worker("--burst").wait(timeout=120)
+    assert code == 0, output
+    expired_at = timezone.now() - timedelta(seconds=1)
+    assert CompletedTask.objects.update(expires_at=expired_at) == 6000
+    worker = start_worker("--sleep", "0.1")
+    ping = fixtures.record("during-pruning")
+    wait_until(lambda: not CompletedTask.objects.filter(expires_at=expired_at).exists(), timeout=10)
+    wait_until(lambda: Execution.objects.filter(key="during-pruning").exists(), timeout=30)
+    worker.signal()
+    code, output = worker.wait()
+    assert code == 0, output
+    assert CompletedTask.objects.filter(task_id=ping.task_id).exists()
