@@ -60,7 +60,7 @@ from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
 from background_task.store.pausing import paused_names
-from background_task.store.pruning import PRUNE_BATCH, delete_in_batches, expired, prune_expired
+from background_task.store.pruning import delete_in_batches, expired, prune_expired
 from background_task.store.routing import queue_alias
 
 logger = logging.getLogger("background_task.worker")
@@ -76,7 +76,8 @@ FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
 SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample (or pruning)
 PRUNE_AGAIN = 1.0  # seconds between pruning passes while expired history keeps coming
-PRUNE_PAUSE = 0.005  # seconds between two DELETE batches of one pass
+PRUNE_PAUSE = 0.005  # seconds between two DELETE batches of one pass, at least
+BACKGROUND_PRUNE_BATCH = 100  # rows per DELETE of a running worker's pruning
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
 PAUSE_CHECK_INTERVAL = 1.0  # seconds a read of the paused queues is used for claims
 MAX_ASYNC_BATCH = 500  # async tasks claimed at once, at most
@@ -564,11 +565,16 @@ class Worker(SignalStops):
         deleted = 0
         try:
             while not self.stopping.is_set():
-                count = delete_in_batches(expired(self.clock(), self.using), max_batches=1)
+                started = time.monotonic()
+                count = delete_in_batches(
+                    expired(self.clock(), self.using), batch=BACKGROUND_PRUNE_BATCH, max_batches=1
+                )
                 deleted += count
-                if count < PRUNE_BATCH:
+                if count < BACKGROUND_PRUNE_BATCH:
                     break
-                time.sleep(PRUNE_PAUSE)  # others' writes go in between (SQLite's one lock)
+                # At most half the time deleting: claims and outcomes go in
+                # between (SQLite's one write lock, InnoDB's row locks).
+                time.sleep(max(PRUNE_PAUSE, time.monotonic() - started))
         except DatabaseError as exc:
             logger.warning("Could not prune the expired history (%s); will retry.", exc)
         finally:
