@@ -160,3 +160,26 @@ def test_schedule_defaults():
         assert app_settings.SCHEDULE_TIMEZONE == "Europe/Berlin"
     with override_settings(BACKGROUND_TASK_SCHEDULE_TIMEZONE="America/New_York"):
         assert app_settings.SCHEDULE_TIMEZONE == "America/New_York"
+
+
+@override_settings(BACKGROUND_TASK_FENCE_AFTER=29.9, BACKGROUND_TASK_WORKER_LOST_AFTER=30)
+def test_a_fence_deadline_too_close_to_lost_after_fails_the_checks():
+    [error] = check_settings()
+    assert error.id == "background_task.E032" and "0.25s below" in error.msg
+
+
+@override_settings(BACKGROUND_TASK_FENCE_AFTER=6, BACKGROUND_TASK_HEARTBEAT_INTERVAL=5)
+def test_a_fence_deadline_under_two_heartbeats_fails_the_checks():
+    [error] = check_settings()
+    assert error.id == "background_task.E032" and "two heartbeat intervals" in error.msg
+
+
+@override_settings(BACKGROUND_TASK_SELF_FENCING=False, BACKGROUND_TASK_FENCE_AFTER=29.9)
+def test_without_self_fencing_its_deadline_is_not_checked():
+    assert check_settings() == []
+
+
+@override_settings(BACKGROUND_TASK_LISTEN_DATABASE="direct")
+def test_a_listen_database_missing_from_databases_fails_the_checks():
+    [error] = check_settings()
+    assert error.id == "background_task.E033" and "'direct'" in error.msg

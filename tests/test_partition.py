@@ -93,18 +93,23 @@ def group_env(host: str, port: str | None, run_log: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("round_", range(2))
-def test_a_cut_off_host_stops_its_tasks_before_another_host_runs_them(
-    start_worker, tmp_path, round_
-):
+@pytest.fixture
+def relay():
+    """A relay to the suite's database server (PostgreSQL or MariaDB)."""
     if connection.vendor == "sqlite":
         pytest.skip("SQLite is one host's database")
+    default = 5432 if connection.vendor == "postgresql" else 3306
+    relay = Relay(int(connection.settings_dict["PORT"] or default))
+    yield relay
+    relay.close()
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_a_cut_off_host_stops_its_tasks_before_another_host_runs_them(
+    relay, start_worker, tmp_path, round_
+):
     run_log = str(tmp_path / "runs")
     os.mkdir(run_log)
-    port = int(
-        connection.settings_dict["PORT"] or (5432 if connection.vendor == "postgresql" else 3306)
-    )
-    relay = Relay(port)
     # Runs longer than WORKER_LOST_AFTER plus recovery: without fencing, A's
     # runs would still be going when B starts them again.
     queued = [fixtures.partitioned_run(f"t{index}", RUN_SECONDS) for index in range(2 * WORKERS)]
@@ -149,7 +154,6 @@ def test_a_cut_off_host_stops_its_tasks_before_another_host_runs_them(
     group_b.signal(signal.SIGTERM)
     code_a, output_a = group_a.wait(timeout=60)
     code_b, output_b = group_b.wait(timeout=60)
-    relay.close()
     assert code_b == 0, output_b
     assert code_a == 0, output_a
     assert "fenced itself" in output_a, output_a
@@ -184,15 +188,9 @@ def test_a_cut_off_host_stops_its_tasks_before_another_host_runs_them(
     )
 
 
-def test_a_cut_shorter_than_the_deadline_changes_nothing(start_worker, tmp_path):
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite is one host's database")
+def test_a_cut_shorter_than_the_deadline_changes_nothing(relay, start_worker, tmp_path):
     run_log = str(tmp_path / "runs")
     os.mkdir(run_log)
-    port = int(
-        connection.settings_dict["PORT"] or (5432 if connection.vendor == "postgresql" else 3306)
-    )
-    relay = Relay(port)
     queued = [fixtures.partitioned_run(f"s{index}", 4.0) for index in range(2)]
     group_a = start_worker(
         "--workers", "2", "--sleep", "0.1",
@@ -211,7 +209,6 @@ def test_a_cut_shorter_than_the_deadline_changes_nothing(start_worker, tmp_path)
     )
     group_a.signal(signal.SIGTERM)
     code, output = group_a.wait(timeout=60)
-    relay.close()
     assert code == 0, output
     assert "fenced itself" not in output, output
     by_key = runs(run_log)
