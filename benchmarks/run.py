@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -114,6 +114,7 @@ STEADY_FIGURES = {
     "backlog_max": ("tasks", "most waiting tasks in any one-second sample"),
     "backlog_end": ("tasks", "waiting tasks when the producers stopped"),
     "size_start": ("MB", "task + history tables and indexes before the producers started"),
+    "size_1m": ("MB", "the same a minute after they started (runs of over 60 s)"),
     "size_end": ("MB", "the same once the producers stopped"),
 }
 for _steady in sorted(OPT_IN):
@@ -182,6 +183,19 @@ def main() -> int:
         type=float,
         default=60.0,
         help="how long the producers of a steady_* scenario run (default 60)",
+    )
+    parser.add_argument(
+        "--steady-producers",
+        type=int,
+        default=2,
+        help="producer processes of steady_50 and steady_80 (default 2)",
+    )
+    parser.add_argument(
+        "--steady-batch",
+        type=int,
+        default=1,
+        help="tasks each producer queues per call of a steady_* scenario: 1 calls "
+        "steady(i), more call steady.bulk() (default 1)",
     )
     parser.add_argument("--producer", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -752,26 +766,69 @@ def table_megabytes() -> float:
     return float(size or 0) / 1e6
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM the worker processes and wait for them to end."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(60)
+
+
+@contextlib.contextmanager
+def autovacuum_on() -> Iterator[None]:
+    """PostgreSQL: autovacuum on while the block runs, as on a production server.
+
+    The project's reference machine runs PostgreSQL with autovacuum off (the
+    drains ANALYZE by hand); a sustained load without it only grows, so the
+    steady scenarios turn it on with ALTER SYSTEM and put it back afterwards.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] == "on":
+            yield
+            return
+        print("   autovacuum is off on this server: on for this scenario", file=sys.stderr)
+        cursor.execute("ALTER SYSTEM SET autovacuum = on")
+        cursor.execute("SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM RESET autovacuum")
+            cursor.execute("SELECT pg_reload_conf()")
+
+
 def producer(spec: str) -> int:
-    """``--producer rate,seconds,index,directory,start``: call ``steady(i)`` at a
-    fixed rate from ``start`` (a time.time()) on, noting each call's commit."""
-    rate_text, seconds_text, index_text, directory, start_text = spec.split(",")
+    """``--producer rate,seconds,index,directory,start,batch``: queue ``steady(i)``
+    at a fixed rate from ``start`` (a time.time()) on, ``batch`` tasks per call
+    (one ``steady.bulk()`` when more than one), noting each call's commit."""
+    rate_text, seconds_text, index_text, directory, start_text, batch_text = spec.split(",")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
     import django
 
     django.setup()
     from benchmarks.benchapp.tasks import steady
 
-    rate, index = float(rate_text), int(index_text)
+    rate, index, batch = float(rate_text), int(index_text), int(batch_text)
     count, base = int(rate * float(seconds_text)), index * 1_000_000_000
     lines: list[str] = []
     start = time.monotonic() + (float(start_text) - time.time())
-    for k in range(count):
+    for k in range(0, count, batch):
         delay = start + k / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        steady(base + k)
-        lines.append(f"{base + k} {time.time()}\n")  # autocommit: committed on return
+        calls = range(base + k, base + min(k + batch, count))
+        if batch == 1:
+            steady(base + k)
+        else:
+            steady.bulk([(i,) for i in calls])
+        committed = time.time()  # autocommit: committed on return
+        lines.extend(f"{i} {committed}\n" for i in calls)
     with open(os.path.join(directory, f"producer-{index}.txt"), "w") as out:
         out.writelines(lines)
     return 0
@@ -783,7 +840,7 @@ def make_steady(
     fraction: float | None = None,
     rate: float | None = None,
     processes: int = 2,
-    producers: int = 2,
+    producers: int | None = None,
 ) -> Callable[[int], float]:
     """Producers enqueue at a fixed rate while workers run; the p99 of the
     pick-up latency (a task's start minus its enqueue's commit) in ms."""
@@ -793,6 +850,7 @@ def make_steady(
 
         from background_task.models import Task
 
+        feeding = producers or OPTIONS["steady_producers"]
         target = rate
         if target is None:
             assert fraction is not None
@@ -806,12 +864,16 @@ def make_steady(
         env = worker_env(
             BENCH_STEADY_DIR=directory, BENCH_RESULT_TTL=os.environ.get("BENCH_STEADY_TTL", "10")
         )
-        workers = [
-            subprocess.Popen([sys.executable, "-m", "django", "process_tasks"], env=env, cwd=ROOT)
-            for _ in range(processes)
-        ]
         seconds = OPTIONS["steady_seconds"]
-        try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.enter_context(autovacuum_on())
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "django", "process_tasks"], env=env, cwd=ROOT
+                )
+                for _ in range(processes)
+            ]
+            cleanup.callback(stop, workers)
             time.sleep(2)  # started and idle
             EXTRA[f"{key}_size_start"].append(table_megabytes())
             start = time.time() + 1.0
@@ -821,17 +883,23 @@ def make_steady(
                         sys.executable,
                         __file__,
                         "--producer",
-                        f"{target / producers},{seconds},{index},{directory},{start}",
+                        f"{target / feeding},{seconds},{index},{directory},{start},"
+                        f"{OPTIONS['steady_batch']}",
                     ],
                     env=worker_env(),
                     cwd=ROOT,
                 )
-                for index in range(producers)
+                for index in range(feeding)
             ]
             backlog: list[int] = []
+            size_1m = None
             while any(feeder.poll() is None for feeder in feeders):
                 backlog.append(Task.objects.filter(status="waiting").count())
+                if size_1m is None and time.time() >= start + 60:
+                    size_1m = table_megabytes()
                 time.sleep(1.0)
+            if size_1m is not None:
+                EXTRA[f"{key}_size_1m"].append(size_1m)
             if any(feeder.returncode for feeder in feeders):
                 raise RuntimeError("a producer failed")
             EXTRA[f"{key}_backlog_end"].append(Task.objects.filter(status="waiting").count())
@@ -841,11 +909,6 @@ def make_steady(
                 if time.monotonic() > deadline:
                     raise RuntimeError("the workers did not catch up within 120 s")
                 time.sleep(0.2)
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(60)
         committed: dict[str, float] = {}
         started: dict[str, float] = {}
         for name in os.listdir(directory):
@@ -892,6 +955,8 @@ def child(args: argparse.Namespace) -> int:
     setup_django()
     OPTIONS.update(
         steady_seconds=args.steady_seconds,
+        steady_producers=args.steady_producers,
+        steady_batch=args.steady_batch,
         backlog=args.backlog,
         latency_samples=args.latency_samples,
         idle_seconds=args.idle_seconds,

@@ -140,6 +140,10 @@ BACKGROUND_TASK_WORKER_LOST_AFTER = float(os.environ.get("BGTASK_WORKER_LOST_AFT
 # BGTASK_SELF_FENCING=0: workers that do not fence themselves (tests of what fencing prevents).
 BACKGROUND_TASK_SELF_FENCING = os.environ.get("BGTASK_SELF_FENCING", "1") != "0"
 
+# BGTASK_VACUUM_AFTER: dead rows after which PostgreSQL workers VACUUM (test_upkeep).
+if os.environ.get("BGTASK_VACUUM_AFTER"):
+    BACKGROUND_TASK_VACUUM_AFTER = int(os.environ["BGTASK_VACUUM_AFTER"])
+
 # Django 6.1 configures email through MAILERS (EMAIL_BACKEND is deprecated).
 if django.VERSION >= (6, 1):
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

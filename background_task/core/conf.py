@@ -283,6 +283,14 @@ SPECS: dict[str, SettingSpec] = {
         "False (never LISTEN: poll) or the alias of a direct PostgreSQL connection",
         "background_task.E029",
     ),
+    "VACUUM_AFTER": SettingSpec(
+        ("BACKGROUND_TASK_VACUUM_AFTER",),
+        10_000,
+        lambda value: value is None or _positive_int(value),
+        "None (leave dead rows to autovacuum) or a positive integer (dead row versions "
+        "after which a PostgreSQL worker VACUUMs the queue's tables)",
+        "background_task.E034",
+    ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),
         "DESC",
@@ -462,6 +470,13 @@ class AppSettings:
         unless pooled), False (nowhere: they poll) or a database alias."""
         value: str | bool | None = SPECS["LISTEN_DATABASE"].value()
         return value
+
+    @property
+    def VACUUM_AFTER(self) -> int | None:
+        """Dead row versions after which a PostgreSQL worker VACUUMs a queue
+        table (10,000, and a fifth of its live rows); None leaves it to autovacuum."""
+        value = SPECS["VACUUM_AFTER"].value()
+        return None if value is None else int(value)
 
     @property
     def ASYNC_CONCURRENCY(self) -> int:

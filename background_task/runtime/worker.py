@@ -55,13 +55,15 @@ from background_task.runtime.invocation import Invocation
 from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
 from background_task.runtime.stopping import SignalStops
+from background_task.runtime.upkeep import Upkeep
 from background_task.store import limits, metrics
 from background_task.store.claim import ClaimRequest, get_strategy
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task
 from background_task.store.pausing import paused_names
-from background_task.store.pruning import delete_in_batches, expired, prune_expired
+from background_task.store.pruning import prune_expired
 from background_task.store.routing import queue_alias
+from background_task.store.vacuum import table_vacuum
 
 logger = logging.getLogger("background_task.worker")
 
@@ -74,10 +76,7 @@ MAX_BATCH = 100  # tasks claimed at once, at most
 DURATION_SMOOTHING = 0.2  # weight of the newest task in the mean duration
 FLUSH_EVERY_TASKS = 50  # deferred successes recorded together, at most
 FLUSH_EVERY_SECONDS = 0.1  # longest a success waits to be recorded
-SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample (or pruning)
-PRUNE_AGAIN = 1.0  # seconds between pruning passes while expired history keeps coming
-PRUNE_PAUSE = 0.005  # seconds between two DELETE batches of one pass, at least
-BACKGROUND_PRUNE_BATCH = 100  # rows per DELETE of a running worker's pruning
+SAMPLER_JOIN_TIMEOUT = 5.0  # seconds a stopping worker waits for its queue sample (or upkeep)
 MIN_DUE_WAIT = 0.01  # seconds; the shortest wait for the next scheduled task
 PAUSE_CHECK_INTERVAL = 1.0  # seconds a read of the paused queues is used for claims
 MAX_ASYNC_BATCH = 500  # async tasks claimed at once, at most
@@ -179,8 +178,7 @@ class Worker(SignalStops):
         self._next_schedule_check = 0.0  # monotonic seconds
         self._next_sample: datetime | None = None  # start of the next minute to sample
         self._sampler: threading.Thread | None = None
-        self._pruner: threading.Thread | None = None
-        self._next_prune = 0.0  # monotonic
+        self._upkeep: Upkeep | None = None
         self._schedules_synced = False
         self._schedule_due_in: float | None = None  # seconds from the last check
         self._task_due_in: float | None = None  # seconds to the next waiting task's run_at
@@ -234,6 +232,12 @@ class Worker(SignalStops):
         self.liveness.start()
         if fence is not None:
             fence.start()
+        self._upkeep = Upkeep(
+            self.using,
+            self.clock,
+            vacuum=table_vacuum(self.using, app_settings.VACUUM_AFTER),
+        )
+        self._upkeep.start()
         try:
             while not self.stopping.is_set():
                 if self.duration > 0 and time.monotonic() - started > self.duration:
@@ -251,9 +255,10 @@ class Worker(SignalStops):
             pass
         finally:
             self._shutdown()
-            for helper in (self._sampler, self._pruner):
-                if helper is not None:
-                    helper.join(SAMPLER_JOIN_TIMEOUT)
+            if self._sampler is not None:
+                self._sampler.join(SAMPLER_JOIN_TIMEOUT)
+            if self._upkeep is not None:
+                self._upkeep.stop(SAMPLER_JOIN_TIMEOUT)
             if fence is not None:
                 fence.stop()  # its runs are over: nothing left to fence
             self.liveness.stop()
@@ -506,8 +511,6 @@ class Worker(SignalStops):
             fired = self._fire_schedules(now) > 0
         if self.liveness is not None and (self._next_sample is None or now >= self._next_sample):
             self._sample_in_background(now)
-        if self.liveness is not None and time.monotonic() >= self._next_prune:
-            self._prune_in_background()
         return fired
 
     def _fire_schedules(self, now: datetime) -> int:
@@ -547,38 +550,6 @@ class Worker(SignalStops):
             metrics.take_sample(now, self.using)
         except DatabaseError as exc:
             logger.warning("Could not take the queue sample for the dashboard (%s).", exc)
-
-    def _prune_in_background(self) -> None:
-        """Delete expired history on a thread of its own, every PRUNE_AGAIN
-        seconds while there is some, else every MAINTENANCE_INTERVAL.
-
-        In the claim loop, a pass of thousands of rows paused claims for a
-        few hundred milliseconds, and one pass per MAINTENANCE_INTERVAL fell
-        behind a sustained few hundred tasks a second.
-        """
-        if self._pruner is not None and self._pruner.is_alive():
-            return
-        self._next_prune = float("inf")  # the pass sets the next one
-        self._pruner = self._in_background("bgtask-prune", self._prune)
-
-    def _prune(self) -> None:
-        deleted = 0
-        try:
-            while not self.stopping.is_set():
-                started = time.monotonic()
-                count = delete_in_batches(
-                    expired(self.clock(), self.using), batch=BACKGROUND_PRUNE_BATCH, max_batches=1
-                )
-                deleted += count
-                if count < BACKGROUND_PRUNE_BATCH:
-                    break
-                # At most half the time deleting: claims and outcomes go in
-                # between (SQLite's one write lock, InnoDB's row locks).
-                time.sleep(max(PRUNE_PAUSE, time.monotonic() - started))
-        except DatabaseError as exc:
-            logger.warning("Could not prune the expired history (%s); will retry.", exc)
-        finally:
-            self._next_prune = time.monotonic() + (PRUNE_AGAIN if deleted else MAINTENANCE_INTERVAL)
 
     @staticmethod
     def _in_background(name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
@@ -878,7 +849,7 @@ class Worker(SignalStops):
         # (its worker died before it could): at most MAINTENANCE_INTERVAL late.
         limits.sweep(self.using)
         scheduler.prune_fires(now, self.using)
-        if self.liveness is None:  # run() prunes on a thread of its own
+        if self.liveness is None:  # run() prunes on a thread of its own (runtime.upkeep)
             prune_expired(now, self.using)
         if not self.registry.names():
             return  # a worker that knows no task cannot judge which names are unknown

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from django.db import connections, transaction
+
 from background_task.core import status
 from background_task.store.models import CompletedTask, CompletedTaskQuerySet
 from background_task.store.routing import queue_alias
@@ -36,6 +38,19 @@ def expired(now: datetime, using: str | None = None) -> CompletedTaskQuerySet:
     """History rows whose ``ttl`` (or BACKGROUND_TASK_RESULT_TTL) has run out."""
     using = queue_alias(using)
     return CompletedTask.objects.using(using).filter(expires_at__lte=now)
+
+
+def next_expiry(using: str | None = None) -> datetime | None:
+    """When the first history row whose ``ttl`` runs out expires (None: none will)."""
+    using = queue_alias(using)
+    first = (
+        CompletedTask.objects.using(using)
+        .filter(expires_at__isnull=False)
+        .order_by("expires_at")
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+    return first
 
 
 def history(
@@ -67,14 +82,31 @@ def delete_in_batches(
     batch: int = PRUNE_BATCH,
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
+    skip_locked: bool = False,
 ) -> int:
-    """Delete ``rows`` ``batch`` at a time; return how many were deleted."""
+    """Delete ``rows`` ``batch`` at a time; return how many were deleted.
+
+    With ``skip_locked``, each batch takes only rows no other transaction
+    holds (where the database can skip locked rows), so pruners running at
+    once on several workers share the work instead of queueing behind each
+    other's locks to delete the same rows.
+    """
     deleted = batches = 0
+    skip_locked = skip_locked and connections[rows.db].features.has_select_for_update_skip_locked
     while max_batches is None or batches < max_batches:
-        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch])
+        if skip_locked:
+            with transaction.atomic(using=rows.db):
+                ids = list(
+                    rows.select_for_update(skip_locked=True)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)[:batch]
+                )
+                count = _delete(rows.db, ids)
+        else:
+            ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch])
+            count = _delete(rows.db, ids)
         if not ids:
             break
-        count, _ = CompletedTask.objects.using(rows.db).filter(pk__in=ids).delete()
         deleted += count
         batches += 1
         if progress is not None:
@@ -82,6 +114,13 @@ def delete_in_batches(
         if len(ids) < batch:
             break
     return deleted
+
+
+def _delete(using: str, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    count, _ = CompletedTask.objects.using(using).filter(pk__in=ids).delete()
+    return count
 
 
 def prune_expired(now: datetime, using: str | None = None) -> int:
