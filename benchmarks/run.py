@@ -101,10 +101,31 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "drain_2p for --steady-seconds, 2 worker processes, history pruned after 10 s",
     ),
     "steady_80": ("ms", None, "as steady_50, producers at 80 % of drain_2p"),
-    "steady_1500": ("ms", None, "as steady_50, 1 producer at 1,500 tasks/s, 1 worker process"),
+    "steady_1500": ("ms", None, "as steady_50, 1,500 tasks/s in all, 1 worker process"),
 }
+SCENARIOS.update(
+    {
+        "history": (
+            "tasks/s",
+            "drain_2p",
+            "as drain_2p, on a database whose history holds --history finished tasks",
+        ),
+        "history_enqueue": (
+            "tasks/s",
+            "enqueue_single",
+            "as enqueue_single, beside that history",
+        ),
+        "history_dashboard": ("ms", None, "the admin dashboard's data (24 h window) over it"),
+        "history_pruning": (
+            "tasks/s",
+            "history",
+            "as history, while prune_tasks --older-than 1d deletes the history in batches",
+        ),
+        "history_pruned": ("rows/s", None, "history rows prune_tasks deleted meanwhile"),
+    }
+)
 # Scenarios that run only when --only names them (they take minutes).
-OPT_IN = {"steady_50", "steady_80", "steady_1500"}
+OPT_IN = {"steady_50", "steady_80", "steady_1500", "history"}
 # What each steady run reports besides its p99: name suffix -> (unit, what).
 STEADY_FIGURES = {
     "p50": ("ms", "pick-up latency, median"),
@@ -185,6 +206,12 @@ def main() -> int:
         help="how long the producers of a steady_* scenario run (default 60)",
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=10_000_000,
+        help="finished tasks in the history of the history scenario (default 10,000,000)",
+    )
+    parser.add_argument(
         "--steady-producers",
         type=int,
         default=2,
@@ -249,6 +276,7 @@ def main() -> int:
                     "size": args.size,
                     "backlog": args.backlog,
                     "repeat": args.repeat,
+                    "history": args.history,
                     "prepared": args.prepared,
                 },
                 "scenarios": {k: {"unit": v[0], "what": v[2]} for k, v in SCENARIOS.items()},
@@ -268,9 +296,20 @@ def main() -> int:
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    db, name = os.environ.get("BENCH_DB", "sqlite"), os.environ.get("BENCH_DB_NAME", "bgtask_bench")
     # Every run starts from a fresh database, migrated from scratch, so a
     # schema left by an older checkout can never skew or break it.
+    create_database(os.environ.get("BENCH_DB_NAME", "bgtask_bench"))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def create_database(name: str) -> None:
+    """Drop and create the database ``name`` on this run's server (empty)."""
+    db = os.environ.get("BENCH_DB", "sqlite")
     if db == "postgres":
         import psycopg
 
@@ -292,12 +331,6 @@ def setup_django() -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(tempfile.gettempdir(), f"{name}.sqlite3{suffix}"))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def reset() -> None:
@@ -394,13 +427,14 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drained_rate(expected: int) -> float:
-    """Tasks per second between the first start and the last finish; checks the counts."""
+def drained_rate(expected: int, after_pk: int = 0) -> float:
+    """Tasks per second between the first start and the last finish; checks the
+    counts. ``after_pk``: only history rows after that one count."""
     from django.db.models import Max, Min
 
     from background_task.models import CompletedTask
 
-    done = CompletedTask.objects.filter(status="done")
+    done = CompletedTask.objects.filter(status="done", pk__gt=after_pk)
     count = done.count()
     if count != expected:
         raise RuntimeError(f"expected {expected} completed tasks, found {count}")
@@ -936,7 +970,201 @@ def make_steady(
     return scenario
 
 
+HISTORY_SPAN_DAYS = 30  # the loaded history's finishing times spread over this many days
+HISTORY_CHUNK = 500_000  # rows per INSERT ... SELECT while loading it
+
+
+def history_sql(vendor: str, quote: Callable[[str], str]) -> str:
+    """One INSERT ... SELECT of finished no-op tasks ``%(lo)s`` to ``%(hi)s``
+    of ``%(rows)s``, the oldest first, over the last HISTORY_SPAN_DAYS days;
+    one in 50 failed, one in 10 in the queue "other"."""
+    columns = ", ".join(
+        quote(name)
+        for name in (
+            "task_name", "task_params", "task_hash", "priority", "run_at", "repeat", "queue",
+            "attempts", "failed_at", "last_error", "task_id", "status", "enqueued_at",
+            "scheduled_at", "started_at", "last_attempted_at", "finished_at", "errors",
+            "worker_ids",
+        )
+    )  # fmt: skip
+    failed, other = "g %% 50 = 0", "g %% 10 = 0"
+    if vendor == "postgresql":
+        params = "'[[' || g || '], {}]'"
+        digest, task_id = "rpad(md5(g::text), 40, '0')", "md5('t' || g)"
+        ago = "((%(rows)s - g)::float8 / %(rows)s * %(span)s) * interval '1 second'"
+        series = f"SELECT g, now() - {ago} AS t FROM generate_series(%(lo)s, %(hi)s) AS g"
+        at = {"t": "t", "t2": "t - interval '2 seconds'", "t1": "t - interval '10 milliseconds'"}
+    elif vendor == "mysql":
+        params = "CONCAT('[[', g, '], {}]')"
+        digest, task_id = "RPAD(MD5(g), 40, '0')", "MD5(CONCAT('t', g))"
+        ago = "FLOOR((%(rows)s - g) / %(rows)s * %(span)s * 1000000)"
+        series = (
+            f"SELECT g, TIMESTAMPADD(MICROSECOND, -{ago}, UTC_TIMESTAMP(6)) AS t "
+            "FROM (SELECT n + %(lo)s AS g FROM bench_seq WHERE n <= %(hi)s - %(lo)s) AS numbers"
+        )
+        at = {
+            "t": "t",
+            "t2": "TIMESTAMPADD(SECOND, -2, t)",
+            "t1": "TIMESTAMPADD(MICROSECOND, -10000, t)",
+        }
+    else:
+        params = "'[[' || g || '], {}]'"
+        digest, task_id = "printf('%%040d', g)", "lower(hex(randomblob(16)))"
+        series = (
+            "WITH RECURSIVE s(g) AS (SELECT %(lo)s UNION ALL SELECT g + 1 FROM s WHERE g < %(hi)s) "
+            "SELECT g, julianday('now') - (%(rows)s - g) * 1.0 / %(rows)s * %(span)s / 86400.0 "
+            "AS t FROM s"
+        )
+        stamp = "strftime('%%Y-%%m-%%d %%H:%%M:%%f', {})"
+        at = {
+            "t": stamp.format("t"),
+            "t2": stamp.format("t - 2.0 / 86400"),
+            "t1": stamp.format("t - 0.01 / 86400"),
+        }
+    values = (
+        f"'benchmarks.benchapp.tasks.noop', {params}, {digest}, 0, {at['t']}, 0, "
+        f"CASE WHEN {other} THEN 'other' END, 1, CASE WHEN {failed} THEN {at['t']} END, "
+        f"CASE WHEN {failed} THEN 'ValueError: a failure of the loaded history' ELSE '' END, "
+        f"{task_id}, CASE WHEN {failed} THEN 'error' ELSE 'done' END, {at['t2']}, {at['t2']}, "
+        f"{at['t1']}, {at['t1']}, {at['t']}, '[]', '[]'"
+    )
+    return (
+        f"INSERT INTO background_task_completedtask ({columns}) "
+        f"SELECT {values} FROM ({series}) AS history_rows"
+    )
+
+
+def load_history(rows: int) -> None:
+    """``rows`` finished tasks in the history, written by the server itself."""
+    from django.db import connection, transaction
+
+    vendor = connection.vendor
+    sql = history_sql(vendor, connection.ops.quote_name)
+    with connection.cursor() as cursor:
+        if vendor == "mysql":  # 0 .. HISTORY_CHUNK - 1, from ten digits
+            cursor.execute("CREATE TABLE bench_seq (n INT PRIMARY KEY)")
+            ten = " UNION ALL ".join(f"SELECT {i} AS d" for i in range(10))
+            digits = " CROSS JOIN ".join(f"({ten}) d{k}" for k in range(6))
+            number = " + ".join(f"d{k}.d * {10**k}" for k in range(6))
+            cursor.execute(
+                f"INSERT INTO bench_seq SELECT n FROM (SELECT {number} AS n FROM {digits}) AS x "
+                f"WHERE n < {HISTORY_CHUNK}"
+            )
+    span = HISTORY_SPAN_DAYS * 86400
+    for lo in range(1, rows + 1, HISTORY_CHUNK):
+        hi = min(lo + HISTORY_CHUNK - 1, rows)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql % {"lo": lo, "hi": hi, "rows": rows, "span": span})
+        print(f"   history: {hi:,} of {rows:,} rows", file=sys.stderr, flush=True)
+    with connection.cursor() as cursor:
+        if vendor == "mysql":
+            cursor.execute("DROP TABLE bench_seq")
+            cursor.execute("ANALYZE TABLE background_task_completedtask")
+            cursor.fetchall()
+        else:
+            cursor.execute("ANALYZE background_task_completedtask")
+
+
+@contextlib.contextmanager
+def on_database(name: str) -> Iterator[None]:
+    """This process and the workers it starts use the database ``name``."""
+    import tempfile
+
+    from django.db import connection
+
+    def use(database: str) -> None:
+        connection.close()
+        vendor_name = (
+            os.path.join(tempfile.gettempdir(), f"{database}.sqlite3")
+            if connection.vendor == "sqlite"
+            else database
+        )
+        connection.settings_dict["NAME"] = vendor_name
+        os.environ["BENCH_DB_NAME"] = database
+
+    before = os.environ.get("BENCH_DB_NAME", "bgtask_bench")
+    use(name)
+    try:
+        yield
+    finally:
+        use(before)
+
+
+def scenario_history(size: int) -> float:
+    """drain_2p, enqueue_single, the dashboard's data and a drain while
+    prune_tasks runs, on a second database whose history holds --history
+    finished tasks (loaded once per run)."""
+    from django.core.management import call_command
+    from django.db import connections
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from background_task.models import CompletedTask, Task
+    from background_task.web import dashboard
+
+    name = os.environ.get("BENCH_DB_NAME", "bgtask_bench") + "_history"
+    if not OPTIONS.get("history_loaded"):
+        create_database(name)
+        with on_database(name):
+            call_command("migrate", verbosity=0)
+            load_history(OPTIONS["history"])
+        OPTIONS["history_loaded"] = True
+    with on_database(name):
+        loaded = CompletedTask.objects.aggregate(last=Max("pk"))["last"] or 0
+
+        def clean() -> None:
+            Task.objects.all().delete()
+            CompletedTask.objects.filter(pk__gt=loaded).delete()
+
+        clean()
+        EXTRA["history_enqueue"].append(scenario_enqueue_single(size))
+        clean()
+        enqueue_noops(size)
+        analyze()
+        run_workers(2)
+        rate = drained_rate(size, after_pk=loaded)
+        clean()
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            dashboard.collect(timezone.now())
+            timings.append((time.perf_counter() - started) * 1000)
+        EXTRA["history_dashboard"].append(statistics.median(timings))
+        enqueue_noops(size)
+        analyze()
+        before = CompletedTask.objects.filter(pk__lte=loaded).count()
+        oldest = CompletedTask.objects.order_by("pk").values_list("pk", flat=True).first()
+        connections.close_all()
+        pruning_since = time.monotonic()
+        pruner = subprocess.Popen(
+            [sys.executable, "-m", "django", "prune_tasks", "--older-than", "1d"],
+            env=worker_env(),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            # It counts what it will delete first: start once it deletes.
+            while CompletedTask.objects.filter(pk=oldest).exists():
+                if pruner.poll() is not None:
+                    raise RuntimeError("prune_tasks ended before deleting anything")
+                time.sleep(0.05)
+            run_workers(2)
+        finally:
+            pruner.terminate()
+            pruner.wait(60)
+        pruning_span = time.monotonic() - pruning_since
+        EXTRA["history_pruning"].append(drained_rate(size, after_pk=loaded))
+        pruned = before - CompletedTask.objects.filter(pk__lte=loaded).count()
+        EXTRA["history_pruned"].append(pruned / pruning_span)
+        clean()
+    return rate
+
+
 EXTRA: dict[str, list[float]] = {
+    "history_enqueue": [],
+    "history_dashboard": [],
+    "history_pruning": [],
+    "history_pruned": [],
     "worker_rss": [],
     "latency_p95": [],
     "latency_call_p50": [],
@@ -955,6 +1183,7 @@ def child(args: argparse.Namespace) -> int:
     setup_django()
     OPTIONS.update(
         steady_seconds=args.steady_seconds,
+        history=args.history,
         steady_producers=args.steady_producers,
         steady_batch=args.steady_batch,
         backlog=args.backlog,
@@ -983,7 +1212,8 @@ def child(args: argparse.Namespace) -> int:
         "latency_p50": scenario_latency,
         "steady_50": make_steady("steady_50", fraction=0.5),
         "steady_80": make_steady("steady_80", fraction=0.8),
-        "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1, producers=1),
+        "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1),
+        "history": scenario_history,
     }
     only = set(args.only.split(",")) if args.only else None
     results: dict[str, list[float]] = {}

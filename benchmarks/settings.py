@@ -69,3 +69,7 @@ LOGGING = {
 # pruning on, as a long-running project would have it).
 if os.environ.get("BENCH_RESULT_TTL"):
     BACKGROUND_TASK_RESULT_TTL = int(os.environ["BENCH_RESULT_TTL"])
+
+# BENCH_VACUUM_AFTER: PostgreSQL workers' VACUUM threshold ("" or 0: off).
+if "BENCH_VACUUM_AFTER" in os.environ:
+    BACKGROUND_TASK_VACUUM_AFTER = int(os.environ["BENCH_VACUUM_AFTER"] or 0) or None

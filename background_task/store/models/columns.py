@@ -36,6 +36,10 @@ class TaskColumns(models.Model):
         (NEVER, "never"),
     )
 
+    # 64-bit ids (1.2.8's were 32-bit): every task queued takes one, and a
+    # sustained 1,000 tasks a second would use up 2**31 of them in 25 days.
+    id = models.BigAutoField(primary_key=True)
+
     # 1.2.8 columns.
     task_name = models.CharField(max_length=TASK_NAME_MAX_LENGTH, db_index=True)
     task_params = models.TextField()
