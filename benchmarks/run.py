@@ -119,7 +119,8 @@ SCENARIOS.update(
         "history_pruning": (
             "tasks/s",
             "history",
-            "as history, while prune_tasks --older-than 1d deletes the history in batches",
+            "as history, while prune_tasks --older-than 1d --pause P (--prune-pause) deletes "
+            "the history in batches",
         ),
         "history_pruned": ("rows/s", None, "history rows prune_tasks deleted meanwhile"),
     }
@@ -212,6 +213,12 @@ def main() -> int:
         help="finished tasks in the history of the history scenario (default 10,000,000)",
     )
     parser.add_argument(
+        "--prune-pause",
+        type=float,
+        default=0.1,
+        help="prune_tasks --pause in the history scenario (default 0.1)",
+    )
+    parser.add_argument(
         "--steady-producers",
         type=int,
         default=2,
@@ -277,6 +284,7 @@ def main() -> int:
                     "backlog": args.backlog,
                     "repeat": args.repeat,
                     "history": args.history,
+                    "prune_pause": args.prune_pause,
                     "prepared": args.prepared,
                 },
                 "scenarios": {k: {"unit": v[0], "what": v[2]} for k, v in SCENARIOS.items()},
@@ -1136,8 +1144,9 @@ def scenario_history(size: int) -> float:
         oldest = CompletedTask.objects.order_by("pk").values_list("pk", flat=True).first()
         connections.close_all()
         pruning_since = time.monotonic()
+        command = ["prune_tasks", "--older-than", "1d", "--pause", str(OPTIONS["prune_pause"])]
         pruner = subprocess.Popen(
-            [sys.executable, "-m", "django", "prune_tasks", "--older-than", "1d"],
+            [sys.executable, "-m", "django", *command],
             env=worker_env(),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -1184,6 +1193,7 @@ def child(args: argparse.Namespace) -> int:
     OPTIONS.update(
         steady_seconds=args.steady_seconds,
         history=args.history,
+        prune_pause=args.prune_pause,
         steady_producers=args.steady_producers,
         steady_batch=args.steady_batch,
         backlog=args.backlog,

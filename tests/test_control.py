@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django.test import override_settings
 
@@ -208,7 +208,7 @@ def test_prune_tasks_command(clock, capsys):
     call_command("prune_tasks", "--older-than", "7d", "--status", "error", "--dry-run")
     assert "Would delete 1 finished task(s) (older than 7d)" in capsys.readouterr().out
     assert CompletedTask.objects.count() == 4
-    call_command("prune_tasks", "--older-than", "7d", "--batch-size", "2")
+    call_command("prune_tasks", "--older-than", "7d", "--batch-size", "2", "--pause", "0.01")
     out = capsys.readouterr().out
     assert "older than 7d: 2/4 deleted" in out and "Deleted 4 finished task(s)" in out
     assert not CompletedTask.objects.exists()
@@ -216,6 +216,9 @@ def test_prune_tasks_command(clock, capsys):
         call_command("prune_tasks", "--older-than", "a while")
     with pytest.raises(Exception, match="Unknown status"):
         call_command("prune_tasks", "--older-than", "1d", "--status", "lost")
+    for pause in ("-1", "nan", "inf"):
+        with pytest.raises(CommandError, match=f"--pause must be 0 or more seconds, not {pause}"):
+            call_command("prune_tasks", "--pause", pause)
 
 
 def test_durations():

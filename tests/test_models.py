@@ -141,14 +141,20 @@ def test_new_task_validates_like_a_call():
         Task.objects.new_task("some.task", args=[object()])
 
 
-def test_task_ids_are_uuid4_strings():
+def test_task_ids_are_time_ordered_uuid_strings():
+    import time
     import uuid
 
     from background_task.store.ids import new_task_id, new_task_ids
 
     assert [len(list(new_task_ids(n))) for n in (0, 1, 1024, 1025)] == [0, 1, 1024, 1025]
+    before = time.time_ns() // 1_000_000
     ids = [new_task_id() for _ in range(1000)] + list(new_task_ids(2100))
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for text in ids:
         parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after  # the first 48 bits: Unix milliseconds
+    time.sleep(0.002)
+    assert new_task_id()[:13] > max(ids)[:13]  # a later id sorts after

@@ -510,7 +510,11 @@ def _copy(template: Task, using: str, params: str, hash_: str, task_id: str, *, 
         for name in MUTABLE:  # each row gets its own lists
             task.__dict__[name] = list(template.__dict__[name])
     else:
-        values = [getattr(template, field.attname) for field in Task._meta.concrete_fields]
-        task = Task(*values)
+        task = Task(
+            **{
+                field.attname: getattr(template, field.attname)
+                for field in Task._meta.concrete_fields
+            }
+        )
     task.task_params, task.task_hash, task.task_id = params, hash_, task_id
     return _saved(task, using)

@@ -7,6 +7,7 @@ a large part of the table and a worker never pauses for long.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -83,8 +84,12 @@ def delete_in_batches(
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
     skip_locked: bool = False,
+    pause: float = 0.0,
 ) -> int:
     """Delete ``rows`` ``batch`` at a time; return how many were deleted.
+
+    ``pause``: seconds to wait between two batches, to leave the database
+    to the workers while a large history goes.
 
     With ``skip_locked``, each batch takes only rows no other transaction
     holds (where the database can skip locked rows), so pruners running at
@@ -113,6 +118,8 @@ def delete_in_batches(
             progress(deleted)
         if len(ids) < batch:
             break
+        if pause > 0:
+            time.sleep(pause)
     return deleted
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -31,6 +32,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=int, default=pruning.PRUNE_BATCH, help="Rows per DELETE."
         )
+        parser.add_argument(
+            "--pause",
+            type=float,
+            default=0.0,
+            help="Seconds to wait between two DELETEs, leaving the database to running "
+            "workers while a large history goes (default 0).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
@@ -54,6 +62,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if not (options["pause"] >= 0 and math.isfinite(options["pause"])):
+            raise CommandError(f"--pause must be 0 or more seconds, not {options['pause']}.")
         total = 0
         for label, rows in selections:
             count = rows.count()
@@ -67,7 +77,9 @@ class Command(BaseCommand):
             def report(done: int, count: int = count, label: str = label) -> None:
                 self.stdout.write(f"  {label}: {min(done, count)}/{count} deleted")
 
-            deleted = pruning.delete_in_batches(rows, batch=options["batch_size"], progress=report)
+            deleted = pruning.delete_in_batches(
+                rows, batch=options["batch_size"], progress=report, pause=options["pause"]
+            )
             total += deleted
             self.stdout.write(f"Deleted {deleted} finished task(s) ({label}).")
         if not options["dry_run"]:
