@@ -186,3 +186,31 @@ def test_a_running_worker_vacuums_the_task_table(start_worker):
     code, output = worker.wait()
     assert code == 0, output
     assert CompletedTask.objects.count() == 3000
+
+
+def test_the_dead_rows_are_looked_at_only_while_the_worker_finishes_tasks(monkeypatch):
+    """A fleet of idle workers should cost the database nothing."""
+    monkeypatch.setattr(upkeep, "VACUUM_CHECK_INTERVAL", 0.01)
+    looks: list[int] = []
+    finished = [0]
+
+    class Looking(Vacuum):
+        def run(self) -> list[str]:
+            looks.append(finished[0])
+            return []
+
+    chores = Upkeep(
+        connection.alias,
+        Clock(),
+        vacuum=Looking(connection.alias, threshold=10),
+        finished=lambda: finished[0],
+    )
+    chores.start()
+    try:
+        wait_until(lambda: looks == [0], timeout=5)  # the first look, at start
+        threading.Event().wait(0.2)  # twenty intervals without a finished task
+        assert looks == [0]
+        finished[0] = 3
+        wait_until(lambda: looks == [0, 3], timeout=5)
+    finally:
+        chores.stop(5)

@@ -9,7 +9,9 @@ Two chores, each on its own cadence:
   of rows paused claims for a few hundred milliseconds, and one pass per
   maintenance sweep fell behind a sustained few hundred tasks a second;
 - vacuuming (PostgreSQL, see :mod:`background_task.store.vacuum`): a look
-  at the tables' dead rows every VACUUM_CHECK_INTERVAL seconds.
+  at the tables' dead rows every VACUUM_CHECK_INTERVAL seconds while the
+  worker finishes tasks (an idle worker leaves no dead rows behind, and a
+  fleet of idle workers should cost the database nothing).
 
 The thread keeps its database connection between passes (a connection
 per pass cost PostgreSQL a backend start every second) and stops with the
@@ -48,10 +50,13 @@ class Upkeep:
         using: str,
         clock: Callable[[], datetime],
         vacuum: Vacuum | None = None,
+        finished: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``finished``: how many tasks the worker has finished so far."""
         self.using = using
         self.clock = clock
         self.vacuum = vacuum
+        self.finished = finished
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,13 +72,17 @@ class Upkeep:
 
     def _run(self) -> None:
         next_prune = next_vacuum = time.monotonic()
+        seen = -1  # tasks finished at the last look at the dead rows
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 if now >= next_prune:
                     next_prune = time.monotonic() + self._prune()
                 if self.vacuum is not None and now >= next_vacuum:
-                    next_vacuum = time.monotonic() + self._vacuum(self.vacuum)
+                    finished, delay = self.finished(), VACUUM_CHECK_INTERVAL
+                    if finished != seen:  # tasks ended since the last look
+                        seen, delay = finished, self._vacuum(self.vacuum)
+                    next_vacuum = time.monotonic() + delay
                 wake = min(next_prune, next_vacuum if self.vacuum is not None else next_prune)
                 self.stopping.wait(max(0.0, wake - time.monotonic()))
                 recycle_connections()

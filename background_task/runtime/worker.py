@@ -236,6 +236,7 @@ class Worker(SignalStops):
             self.using,
             self.clock,
             vacuum=table_vacuum(self.using, app_settings.VACUUM_AFTER),
+            finished=lambda: self.processed,
         )
         self._upkeep.start()
         try:
