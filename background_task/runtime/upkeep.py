@@ -10,8 +10,9 @@ Two chores, each on its own cadence:
   maintenance sweep fell behind a sustained few hundred tasks a second;
 - vacuuming (PostgreSQL, see :mod:`background_task.store.vacuum`): a look
   at the tables' dead rows every VACUUM_CHECK_INTERVAL seconds while the
-  worker finishes tasks (an idle worker leaves no dead rows behind, and a
-  fleet of idle workers should cost the database nothing).
+  worker finishes tasks, and for VACUUM_LOOKS_AFTER seconds after (an idle
+  worker leaves no dead rows behind, and a fleet of idle workers should
+  cost the database nothing).
 
 The thread keeps its database connection between passes (a connection
 per pass cost PostgreSQL a backend start every second) and stops with the
@@ -39,6 +40,9 @@ PRUNE_PAUSE = 0.005  # seconds between two DELETE batches of one pass, at least
 PRUNE_BATCH = 100  # rows per DELETE
 IDLE_INTERVAL = 30.0  # seconds between pruning passes while nothing expires
 VACUUM_CHECK_INTERVAL = 1.0  # seconds between looks at the tables' dead rows
+# Seconds the looks go on after the worker's last finished task: PostgreSQL
+# counts a connection's dead rows up to 10 s after its last transaction.
+VACUUM_LOOKS_AFTER = 15.0
 ERROR_BACKOFF = 30.0  # seconds before a chore that failed is tried again
 
 
@@ -73,6 +77,7 @@ class Upkeep:
     def _run(self) -> None:
         next_prune = next_vacuum = time.monotonic()
         seen = -1  # tasks finished at the last look at the dead rows
+        active_at = next_vacuum  # monotonic; when that number last changed
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
@@ -81,7 +86,9 @@ class Upkeep:
                 if self.vacuum is not None and now >= next_vacuum:
                     finished, delay = self.finished(), VACUUM_CHECK_INTERVAL
                     if finished != seen:  # tasks ended since the last look
-                        seen, delay = finished, self._vacuum(self.vacuum)
+                        seen, active_at = finished, now
+                    if now - active_at <= VACUUM_LOOKS_AFTER:
+                        delay = self._vacuum(self.vacuum)
                     next_vacuum = time.monotonic() + delay
                 wake = min(next_prune, next_vacuum if self.vacuum is not None else next_prune)
                 self.stopping.wait(max(0.0, wake - time.monotonic()))

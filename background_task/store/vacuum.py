@@ -16,8 +16,8 @@ the task table reads only its few live pages and its indexes, and
 ``SKIP_LOCKED`` makes a worker skip a table another worker (or autovacuum)
 is vacuuming at that moment instead of waiting for it.
 
-VACUUM needs the table's owner (or, from PostgreSQL 17, the MAINTAIN
-privilege). A worker whose database user may not vacuum says so once and
+VACUUM needs the table's or the database's owner (or, from PostgreSQL 17,
+the MAINTAIN privilege). A worker whose database user may not vacuum says so once and
 leaves it to autovacuum, which docs/scaling.md shows how to tune.
 InnoDB purges old row versions on its own threads and SQLite reuses the
 pages of deleted rows, so they need nothing of this.
@@ -82,10 +82,13 @@ class Vacuum:
                 else ""
             )
             with connection.cursor() as cursor:
+                # The table's owner, the database's owner, a superuser, or
+                # (PostgreSQL 17) a holder of MAINTAIN on the table.
                 cursor.execute(
-                    "SELECT pg_has_role(c.relowner, 'USAGE') OR r.rolsuper"
-                    f"{maintain} FROM pg_class c, pg_roles r "
-                    "WHERE c.oid = %s::regclass AND r.rolname = current_user",
+                    "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') "
+                    f"OR r.rolsuper{maintain} FROM pg_class c, pg_roles r, pg_database d "
+                    "WHERE c.oid = %s::regclass AND r.rolname = current_user "
+                    "AND d.datname = current_database()",
                     [self.tables[0]],
                 )
                 row = cursor.fetchone()
