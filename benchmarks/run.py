@@ -213,6 +213,12 @@ def main() -> int:
         help="finished tasks in the history of the history scenario (default 10,000,000)",
     )
     parser.add_argument(
+        "--reuse-history",
+        action="store_true",
+        help="history scenario: keep the history database an earlier run loaded, if any "
+        "(migrated to this checkout's schema) instead of loading it again",
+    )
+    parser.add_argument(
         "--prune-pause",
         type=float,
         default=0.1,
@@ -1073,6 +1079,19 @@ def load_history(rows: int) -> None:
             cursor.execute("ANALYZE background_task_completedtask")
 
 
+def history_exists(name: str) -> bool:
+    """Whether the database ``name`` holds a history (of an earlier run)."""
+    from django.db import DatabaseError
+
+    from background_task.models import CompletedTask
+
+    try:
+        with on_database(name):
+            return CompletedTask.objects.exists()
+    except DatabaseError:
+        return False
+
+
 @contextlib.contextmanager
 def on_database(name: str) -> Iterator[None]:
     """This process and the workers it starts use the database ``name``."""
@@ -1112,10 +1131,12 @@ def scenario_history(size: int) -> float:
 
     name = os.environ.get("BENCH_DB_NAME", "bgtask_bench") + "_history"
     if not OPTIONS.get("history_loaded"):
-        create_database(name)
+        if not (OPTIONS["reuse_history"] and history_exists(name)):
+            create_database(name)
         with on_database(name):
             call_command("migrate", verbosity=0)
-            load_history(OPTIONS["history"])
+            if not CompletedTask.objects.exists():
+                load_history(OPTIONS["history"])
         OPTIONS["history_loaded"] = True
     with on_database(name):
         loaded = CompletedTask.objects.aggregate(last=Max("pk"))["last"] or 0
@@ -1193,6 +1214,7 @@ def child(args: argparse.Namespace) -> int:
     OPTIONS.update(
         steady_seconds=args.steady_seconds,
         history=args.history,
+        reuse_history=args.reuse_history,
         prune_pause=args.prune_pause,
         steady_producers=args.steady_producers,
         steady_batch=args.steady_batch,
