@@ -38,7 +38,10 @@ def parse_duration(text: str) -> timedelta:
 def expired(now: datetime, using: str | None = None) -> CompletedTaskQuerySet:
     """History rows whose ``ttl`` (or BACKGROUND_TASK_RESULT_TTL) has run out."""
     using = queue_alias(using)
-    return CompletedTask.objects.using(using).filter(expires_at__lte=now)
+    # Deleted in expiry order: read from the expires_at index. In primary-key
+    # order SQLite read the whole table for it (10,000,000 rows beside a
+    # long history without a ttl), to find the few rows that expire.
+    return CompletedTask.objects.using(using).filter(expires_at__lte=now).order_by("expires_at")
 
 
 def next_expiry(using: str | None = None) -> datetime | None:
@@ -67,14 +70,19 @@ def history(
     if older_than is not None:
         rows = rows.filter(run_at__lt=now - older_than)  # run_at: when it finished (1.2.8)
     if statuses:
-        unknown = set(statuses) - set(status.FINISHED)
-        if unknown:
-            raise ValueError(
-                f"Unknown status(es) {', '.join(sorted(unknown))}; finished tasks are "
-                f"{', '.join(status.FINISHED)}."
-            )
-        rows = rows.filter(status__in=list(statuses))
+        rows = rows.filter(status__in=finished_statuses(statuses))
     return rows
+
+
+def finished_statuses(statuses: Sequence[str]) -> list[str]:
+    """``statuses`` as a list; ValueError naming any that is not a finished status."""
+    unknown = set(statuses) - set(status.FINISHED)
+    if unknown:
+        raise ValueError(
+            f"Unknown status(es) {', '.join(sorted(unknown))}; finished tasks are "
+            f"{', '.join(status.FINISHED)}."
+        )
+    return list(statuses)
 
 
 def delete_in_batches(
@@ -86,7 +94,8 @@ def delete_in_batches(
     skip_locked: bool = False,
     pause: float = 0.0,
 ) -> int:
-    """Delete ``rows`` ``batch`` at a time; return how many were deleted.
+    """Delete ``rows`` ``batch`` at a time, in their order (the primary key's
+    if they have none); return how many were deleted.
 
     ``pause``: seconds to wait between two batches, to leave the database
     to the workers while a large history goes.
@@ -98,17 +107,17 @@ def delete_in_batches(
     """
     deleted = batches = 0
     skip_locked = skip_locked and connections[rows.db].features.has_select_for_update_skip_locked
+    if not rows.query.order_by:  # the order the selection gave, else the primary key
+        rows = rows.order_by("pk")
     while max_batches is None or batches < max_batches:
         if skip_locked:
             with transaction.atomic(using=rows.db):
                 ids = list(
-                    rows.select_for_update(skip_locked=True)
-                    .order_by("pk")
-                    .values_list("pk", flat=True)[:batch]
+                    rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch]
                 )
                 count = _delete(rows.db, ids)
         else:
-            ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch])
+            ids = list(rows.values_list("pk", flat=True)[:batch])
             count = _delete(rows.db, ids)
         if not ids:
             break

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             )
             expired = pruning.expired(now)
             if statuses:
-                expired = pruning.history(now, statuses=statuses).filter(expires_at__lte=now)
+                expired = expired.filter(status__in=pruning.finished_statuses(statuses))
             selections = [("expired", expired)]
             if older_than is not None:
                 selections.append(
