@@ -101,7 +101,7 @@ SCENARIOS: dict[str, tuple[str, str | None, str]] = {
         "drain_2p for --steady-seconds, 2 worker processes, history pruned after 10 s",
     ),
     "steady_80": ("ms", None, "as steady_50, producers at 80 % of drain_2p"),
-    "steady_1500": ("ms", None, "as steady_50, 1,500 tasks/s in all, 1 worker process"),
+    "steady_1500": ("ms", None, "as steady_50, 1 producer at 1,500 tasks/s, 1 worker process"),
 }
 SCENARIOS.update(
     {
@@ -1244,7 +1244,7 @@ def child(args: argparse.Namespace) -> int:
         "latency_p50": scenario_latency,
         "steady_50": make_steady("steady_50", fraction=0.5),
         "steady_80": make_steady("steady_80", fraction=0.8),
-        "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1),
+        "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1, producers=1),
         "history": scenario_history,
     }
     only = set(args.only.split(",")) if args.only else None
