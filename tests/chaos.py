@@ -171,6 +171,30 @@ class Chaos:
             self.outputs.append(output)
             assert code == 0, output
 
+    def stopped_at(self) -> dict[int, datetime]:
+        """Every worker process killed mid-run, with a moment after its runs ended:
+        those this test killed, and those that fenced themselves (a worker
+        whose heartbeats stall for FENCE_AFTER kills its own process, which a
+        loaded machine can bring about outside the database's outages too).
+
+        A fenced worker's moment is when its supervisor logged its exit, a
+        bound after its death (the log lines carry their time: BGTASK_LOG_CREATED).
+        """
+        fenced = {
+            int(match.group(1))
+            for output in self.outputs
+            for match in re.finditer(r"Worker [^\s:]+:(\d+):\w+ fenced itself", output)
+        }
+        exited: dict[int, datetime] = {}
+        for output in self.outputs:
+            for match in re.finditer(
+                r"^(\d+\.\d+) Worker process \d+ \(pid (\d+)\) exited", output, re.M
+            ):
+                exited[int(match.group(2))] = datetime.fromtimestamp(float(match.group(1)), UTC)
+        unseen = fenced - set(exited) - set(self.killed_at)
+        assert not unseen, f"workers {unseen} fenced themselves but their exit was not logged"
+        return {**{pid: exited[pid] for pid in fenced if pid in exited}, **self.killed_at}
+
     def presumed_lost(self) -> set[int]:
         """Pids of the workers that others judged lost by their stale heartbeats."""
         return {
@@ -185,7 +209,7 @@ class Chaos:
         lost; a failure carries the seed and what the workers logged."""
         try:
             yield
-            alive = self.presumed_lost() - set(self.killed_at)
+            alive = self.presumed_lost() - set(self.stopped_at())
             assert not alive, f"live workers {alive} were presumed lost"
         except AssertionError as exc:
             raise AssertionError(

@@ -31,6 +31,7 @@ CHAOS_ENV = {
     "BGTASK_HEARTBEAT_INTERVAL": "0.2",
     "BGTASK_WORKER_LOST_AFTER": "1.5",
     "BGTASK_SHUTDOWN_TIMEOUT": "10",
+    "BGTASK_LOG_CREATED": "1",  # log lines start with their time (Chaos.stopped_at)
 }
 
 
@@ -48,7 +49,7 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, t
         time.sleep(0.2)
     chaos.stop()
     with chaos.explained(seed):
-        figures = check(TOTAL, chaos.killed_at)
+        figures = check(TOTAL, chaos.stopped_at())
         figures.update(unique.check())
     print(
         f"\nchaos (seed {seed}): tasks={figures['tasks']} kills={chaos.kills} "
@@ -127,7 +128,7 @@ def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(
     chaos.stop()
     assert outages, "the server was never restarted"
     state = {
-        "killed_at": {str(pid): at.isoformat() for pid, at in chaos.killed_at.items()},
+        "killed_at": {str(pid): at.isoformat() for pid, at in chaos.stopped_at().items()},
         "outages": [(down.isoformat(), up.isoformat()) for down, up in outages],
     }
     with chaos.explained(seed):
