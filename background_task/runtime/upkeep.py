@@ -81,15 +81,19 @@ class Upkeep:
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
-                if now >= next_prune:
-                    next_prune = time.monotonic() + self._prune()
-                if self.vacuum is not None and now >= next_vacuum:
-                    finished, delay = self.finished(), VACUUM_CHECK_INTERVAL
-                    if finished != seen:  # tasks ended since the last look
-                        seen, active_at = finished, now
-                    if now - active_at <= VACUUM_LOOKS_AFTER:
-                        delay = self._vacuum(self.vacuum)
-                    next_vacuum = time.monotonic() + delay
+                try:
+                    if now >= next_prune:
+                        next_prune = time.monotonic() + self._prune()
+                    if self.vacuum is not None and now >= next_vacuum:
+                        finished, delay = self.finished(), VACUUM_CHECK_INTERVAL
+                        if finished != seen:  # tasks ended since the last look
+                            seen, active_at = finished, now
+                        if now - active_at <= VACUUM_LOOKS_AFTER:
+                            delay = self._vacuum(self.vacuum)
+                        next_vacuum = time.monotonic() + delay
+                except Exception:  # a bug must not end the upkeep for the worker's life
+                    logger.exception("The worker's upkeep failed; trying again later.")
+                    next_prune = next_vacuum = time.monotonic() + ERROR_BACKOFF
                 wake = min(next_prune, next_vacuum if self.vacuum is not None else next_prune)
                 self.stopping.wait(max(0.0, wake - time.monotonic()))
                 recycle_connections()
@@ -113,7 +117,7 @@ class Upkeep:
                     break
                 # At most half the time deleting: claims and outcomes go in
                 # between (SQLite's one write lock, InnoDB's row locks).
-                time.sleep(max(PRUNE_PAUSE, time.monotonic() - started))
+                self.stopping.wait(max(PRUNE_PAUSE, time.monotonic() - started))
             if deleted:
                 return PRUNE_AGAIN
             # Come back when the first row expires: a pass IDLE_INTERVAL
