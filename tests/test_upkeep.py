@@ -84,6 +84,8 @@ def test_a_pruner_with_nothing_expired_comes_back_when_the_first_row_expires():
     clock = Clock()
     chores = Upkeep(connection.alias, clock)
     assert chores._prune() == upkeep.IDLE_INTERVAL  # no history at all
+    # A worker that finishes tasks looks again soon: rows may expire any time.
+    assert chores._prune(active=True) == upkeep.PRUNE_AGAIN
     finished(3, expires_at=clock.now + timedelta(seconds=12))
     finished(1)  # no ttl: never expires
     assert chores._prune() == pytest.approx(12)
@@ -191,7 +193,7 @@ def test_a_running_worker_vacuums_the_task_table(start_worker):
 def test_the_dead_rows_are_looked_at_only_while_the_worker_finishes_tasks(monkeypatch):
     """A fleet of idle workers should cost the database nothing."""
     monkeypatch.setattr(upkeep, "VACUUM_CHECK_INTERVAL", 0.01)
-    monkeypatch.setattr(upkeep, "VACUUM_LOOKS_AFTER", 0.05)
+    monkeypatch.setattr(upkeep, "ACTIVE_FOR", 0.05)
     looks: list[int] = []
     finished = [0]
 
@@ -208,7 +210,7 @@ def test_the_dead_rows_are_looked_at_only_while_the_worker_finishes_tasks(monkey
     )
     chores.start()
     try:
-        # Looks at start, and for VACUUM_LOOKS_AFTER after (here 0.05 s).
+        # Looks at start, and for ACTIVE_FOR after (here 0.05 s).
         wait_until(lambda: len(looks) >= 2, timeout=5)
         threading.Event().wait(0.3)
         idle = len(looks)

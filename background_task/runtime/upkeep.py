@@ -10,7 +10,7 @@ Two chores, each on its own cadence:
   maintenance sweep fell behind a sustained few hundred tasks a second;
 - vacuuming (PostgreSQL, see :mod:`background_task.store.vacuum`): a look
   at the tables' dead rows every VACUUM_CHECK_INTERVAL seconds while the
-  worker finishes tasks, and for VACUUM_LOOKS_AFTER seconds after (an idle
+  worker finishes tasks, and for ACTIVE_FOR seconds after (an idle
   worker leaves no dead rows behind, and a fleet of idle workers should
   cost the database nothing).
 
@@ -40,9 +40,9 @@ PRUNE_PAUSE = 0.005  # seconds between two DELETE batches of one pass, at least
 PRUNE_BATCH = 100  # rows per DELETE
 IDLE_INTERVAL = 30.0  # seconds between pruning passes while nothing expires
 VACUUM_CHECK_INTERVAL = 1.0  # seconds between looks at the tables' dead rows
-# Seconds the looks go on after the worker's last finished task: PostgreSQL
-# counts a connection's dead rows up to 10 s after its last transaction.
-VACUUM_LOOKS_AFTER = 15.0
+# Seconds a worker counts as active after its last finished task (PostgreSQL
+# counts a connection's dead rows up to 10 s after its last transaction).
+ACTIVE_FOR = 15.0
 ERROR_BACKOFF = 30.0  # seconds before a chore that failed is tried again
 
 
@@ -76,20 +76,20 @@ class Upkeep:
 
     def _run(self) -> None:
         next_prune = next_vacuum = time.monotonic()
-        seen = -1  # tasks finished at the last look at the dead rows
+        seen = -1  # tasks the worker had finished at the last pass
         active_at = next_vacuum  # monotonic; when that number last changed
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 try:
+                    finished = self.finished()
+                    if finished != seen:  # tasks ended since the last pass
+                        seen, active_at = finished, now
+                    active = now - active_at <= ACTIVE_FOR
                     if now >= next_prune:
-                        next_prune = time.monotonic() + self._prune()
+                        next_prune = time.monotonic() + self._prune(active)
                     if self.vacuum is not None and now >= next_vacuum:
-                        finished, delay = self.finished(), VACUUM_CHECK_INTERVAL
-                        if finished != seen:  # tasks ended since the last look
-                            seen, active_at = finished, now
-                        if now - active_at <= VACUUM_LOOKS_AFTER:
-                            delay = self._vacuum(self.vacuum)
+                        delay = self._vacuum(self.vacuum) if active else VACUUM_CHECK_INTERVAL
                         next_vacuum = time.monotonic() + delay
                 except Exception:  # a bug must not end the upkeep for the worker's life
                     logger.exception("The worker's upkeep failed; trying again later.")
@@ -100,8 +100,14 @@ class Upkeep:
         finally:
             connections.close_all()  # this thread's own connections
 
-    def _prune(self) -> float:
-        """One pruning pass; the seconds until the next one."""
+    def _prune(self, active: bool = False) -> float:
+        """One pruning pass; the seconds until the next one.
+
+        ``active``: the worker finishes tasks, so expiring rows may appear
+        any moment: with none known yet, look again in PRUNE_AGAIN seconds.
+        Waiting IDLE_INTERVAL instead left a sustained load's first 30 s of
+        rows to be deleted at once, and claims slowed down for seconds.
+        """
         deleted = 0
         try:
             while not self.stopping.is_set():
@@ -128,7 +134,7 @@ class Upkeep:
             logger.warning("Could not prune the expired history (%s); will retry.", exc)
             return ERROR_BACKOFF
         if first is None:
-            return IDLE_INTERVAL
+            return PRUNE_AGAIN if active else IDLE_INTERVAL
         due_in = (first - self.clock()).total_seconds()
         return min(IDLE_INTERVAL, max(PRUNE_AGAIN, due_in))
 
