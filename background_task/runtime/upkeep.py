@@ -94,7 +94,7 @@ class Upkeep:
                 except Exception:  # a bug must not end the upkeep for the worker's life
                     logger.exception("The worker's upkeep failed; trying again later.")
                     next_prune = next_vacuum = time.monotonic() + ERROR_BACKOFF
-                wake = min(next_prune, next_vacuum if self.vacuum is not None else next_prune)
+                wake = next_prune if self.vacuum is None else min(next_prune, next_vacuum)
                 self.stopping.wait(max(0.0, wake - time.monotonic()))
                 recycle_connections()
         finally:

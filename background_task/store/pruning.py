@@ -6,6 +6,7 @@ a large part of the table and a worker never pauses for long.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -47,14 +48,13 @@ def expired(now: datetime, using: str | None = None) -> CompletedTaskQuerySet:
 def next_expiry(using: str | None = None) -> datetime | None:
     """When the first history row whose ``ttl`` runs out expires (None: none will)."""
     using = queue_alias(using)
-    first = (
+    return (
         CompletedTask.objects.using(using)
         .filter(expires_at__isnull=False)
         .order_by("expires_at")
         .values_list("expires_at", flat=True)
         .first()
     )
-    return first
 
 
 def history(
@@ -109,18 +109,14 @@ def delete_in_batches(
     skip_locked = skip_locked and connections[rows.db].features.has_select_for_update_skip_locked
     if not rows.query.order_by:  # the order the selection gave, else the primary key
         rows = rows.order_by("pk")
+    selection = rows.select_for_update(skip_locked=True) if skip_locked else rows
     while max_batches is None or batches < max_batches:
-        if skip_locked:
-            with transaction.atomic(using=rows.db):
-                ids = list(
-                    rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch]
-                )
-                count = _delete(rows.db, ids)
-        else:
-            ids = list(rows.values_list("pk", flat=True)[:batch])
-            count = _delete(rows.db, ids)
-        if not ids:
-            break
+        # With skip_locked, the batch's rows stay locked until they are deleted.
+        with transaction.atomic(using=rows.db) if skip_locked else contextlib.nullcontext():
+            ids = list(selection.values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            count, _ = CompletedTask.objects.using(rows.db).filter(pk__in=ids).delete()
         deleted += count
         batches += 1
         if progress is not None:
@@ -130,13 +126,6 @@ def delete_in_batches(
         if pause > 0:
             time.sleep(pause)
     return deleted
-
-
-def _delete(using: str, ids: list[int]) -> int:
-    if not ids:
-        return 0
-    count, _ = CompletedTask.objects.using(using).filter(pk__in=ids).delete()
-    return count
 
 
 def prune_expired(now: datetime, using: str | None = None) -> int:
