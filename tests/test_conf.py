@@ -96,6 +96,8 @@ def test_a_default_that_follows_another_setting_follows_its_changes():
         ("BACKGROUND_TASK_STATUS_DETAILS_PERMISSION", 5, "background_task.E017", "request, task"),
         ("BACKGROUND_TASK_RUN_IMMEDIATELY", "yes", "background_task.E018", "True or False"),
         ("BACKGROUND_TASK_SCHEDULE_TIMEZONE", "Mars/Olympus", "background_task.E013", "IANA"),
+        ("BACKGROUND_TASK_VACUUM_AFTER", 0, "background_task.E034", "positive integer"),
+        ("BACKGROUND_TASK_VACUUM_AFTER", 1e4, "background_task.E034", "not 10000.0"),
     ],
 )
 def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
@@ -122,6 +124,7 @@ def test_bad_settings_fail_checks_and_reads(setting, value, check_id, fragment):
             "E016": "STATUS_PERMISSION",
             "E017": "STATUS_DETAILS_PERMISSION",
             "E018": "RUN_IMMEDIATELY",
+            "E034": "VACUUM_AFTER",
         }[check_id.rsplit(".", 1)[1]]
         with pytest.raises(ImproperlyConfigured, match=setting):
             getattr(app_settings, attr)
