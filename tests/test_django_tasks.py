@@ -281,3 +281,17 @@ def test_a_killed_worker_s_django_task_is_settled_as_failed(start_worker):
     assert result.status == TaskResultStatus.FAILED  # one attempt: lost, so failed
     assert result.errors[0].exception_class_path == "background_task.exceptions.WorkerLost"
     assert result.attempts == 1
+
+
+def test_a_django_task_reports_progress_through_current_task(clock):
+    result = dtasks.reports_progress.enqueue(4)
+    run_all(clock)
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 4
+    done = CompletedTask.objects.get(task_id=result.id)
+    assert (done.progress.done, done.progress.percent, done.progress.message) == (
+        4,
+        100.0,
+        "step 4",
+    )
+    assert done.meta == {"steps": 4}

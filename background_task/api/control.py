@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from django.utils import timezone
+
+from background_task.core.progress import Progress, make_progress, merge_meta
 from background_task.store.models import BaseTask, CompletedTask, Task, find_task
 
 CANCEL_CHECK_INTERVAL = 0.2  # seconds a running task's cancel_requested answer is reused
@@ -54,6 +60,10 @@ class CurrentTask:
     #: The run is a coroutine on a worker's event loop: the worker looks for
     #: cancellations and sets :attr:`cancel_requested` (no query in async code).
     in_loop: bool = False
+    #: Called after each report; the worker's writer stores it on the row,
+    #: throttled. Whatever was reported last is stored when the run ends.
+    on_report: Callable[[CurrentTask], None] | None = None
+    clock: Callable[[], datetime] = field(default=timezone.now, repr=False)
     _checked_at: float = field(default=float("-inf"), repr=False)
     _requested: bool = field(default=False, repr=False)
 
@@ -82,6 +92,34 @@ class CurrentTask:
                 .exists()
             )
         return self._requested
+
+    def set_progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report how far the task has got: ``done`` of ``total`` (when known)
+        and a short message. Cheap to call in a loop: the row is written at
+        most every BACKGROUND_TASK_PROGRESS_INTERVAL seconds (and at the end).
+        ValueError or TypeError names a bad value."""
+        self.task.progress_json = make_progress(done, total, message, now=self.clock()).as_json()
+        if self.on_report is not None:
+            self.on_report(self)
+
+    def update_meta(self, **values: Any) -> None:
+        """Merge JSON ``values`` into the task's metadata (``handle.meta``),
+        stored like progress. TypeError names a value JSON cannot hold."""
+        self.task.meta_json = merge_meta(self.task.meta_json, values)
+        if self.on_report is not None:
+            self.on_report(self)
+
+    @property
+    def progress(self) -> Progress | None:
+        """The progress this run reported last (or an earlier attempt left), or None."""
+        return self.task.progress
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The task's metadata so far."""
+        return self.task.meta
 
     def note_cancel_requested(self) -> None:
         """Record that the task was cancelled (the worker of an async run calls this)."""

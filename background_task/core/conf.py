@@ -291,6 +291,14 @@ SPECS: dict[str, SettingSpec] = {
         "after which a PostgreSQL worker VACUUMs the queue's tables)",
         "background_task.E034",
     ),
+    "PROGRESS_INTERVAL": SettingSpec(
+        ("BACKGROUND_TASK_PROGRESS_INTERVAL",),
+        0.5,
+        lambda value: _positive_number(value) and math.isfinite(value),
+        "a positive number of seconds (how often, at most, a running task's reported "
+        "progress and metadata are written to its row)",
+        "background_task.E035",
+    ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),
         "DESC",
@@ -477,6 +485,11 @@ class AppSettings:
         table (10,000, and a fifth of its live rows); None leaves it to autovacuum."""
         value = SPECS["VACUUM_AFTER"].value()
         return None if value is None else int(value)
+
+    @property
+    def PROGRESS_INTERVAL(self) -> float:
+        """Seconds between two writes of a running task's progress and metadata (0.5)."""
+        return float(SPECS["PROGRESS_INTERVAL"].value())
 
     @property
     def ASYNC_CONCURRENCY(self) -> int:

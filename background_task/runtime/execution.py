@@ -39,6 +39,7 @@ from background_task.core.exceptions import (
 from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
+from background_task.runtime.reports import writer_for
 from background_task.runtime.slots import TaskSlots
 from background_task.store import limits, rates
 from background_task.store.deleting import delete_claimed
@@ -295,7 +296,7 @@ class TaskExecutor:
         if self.slots is not None:
             self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
         self.in_task_code = True
-        current = set_current(CurrentTask(task, self.using))
+        current = set_current(CurrentTask(task, self.using, on_report=self.report))
         try:
             return run.invocation.call(task, run.args, run.kwargs)
         finally:
@@ -303,6 +304,10 @@ class TaskExecutor:
             self.in_task_code = False
             if self.slots is not None:
                 self.slots.lift_deadline()
+
+    def report(self, current: CurrentTask) -> None:
+        """A running task reported progress or metadata: have it stored (throttled)."""
+        writer_for(self.using).note(current, self.claimed)
 
     def coroutine(self, run: Run) -> Coroutine[Any, Any, Any]:
         """The coroutine of a started attempt of an ``async def`` task, for an
@@ -656,6 +661,8 @@ class TaskExecutor:
             worker_ids=[*(task.worker_ids or []), worker_id],
             run_at=next_run,
             status=status.WAITING,
+            progress_json=task.progress_json,
+            meta_json=task.meta_json,
             locked_by=None,
             locked_at=None,
             claim_token=None,

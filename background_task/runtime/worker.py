@@ -637,7 +637,9 @@ class Worker(SignalStops):
             # is the last resort, for a loop that something blocks.
             deadline = None if limit is None else limit + ASYNC_KILL_GRACE
             slots.begin(task.pk, deadline, time.monotonic(), index=run.slot)
-        current = self._currents[task.pk] = CurrentTask(task, self.using, in_loop=True)
+        current = self._currents[task.pk] = CurrentTask(
+            task, self.using, in_loop=True, on_report=self.executor.report
+        )
         future = self._loop.submit(
             task.pk,
             coroutine,

@@ -78,8 +78,52 @@ def snapshot(now: datetime, using: str | None = None) -> dict[str, Any]:
         "finished_last_minute": finished["minute"],
         "finished_last_hour": finished["hour"],
         "workers": workers(now, using),
+        "running_tasks": running_tasks(now, using),
         "schedules": schedules(using),
     }
+
+
+RUNNING_SHOWN = 20  # running tasks a snapshot lists, the longest-running first
+
+
+def running_tasks(
+    now: datetime, using: str | None = None, limit: int = RUNNING_SHOWN
+) -> list[dict[str, Any]]:
+    """The longest-running ``limit`` tasks, with what they reported."""
+    using = queue_alias(using)
+    rows = (
+        Task.objects.using(using)
+        .filter(status=status.RUNNING)
+        .order_by("locked_at")
+        .only(
+            "task_id",
+            "task_name",
+            "queue",
+            "locked_by",
+            "locked_at",
+            "last_attempted_at",
+            "attempts",
+            "progress_json",
+        )[:limit]
+    )
+    found = []
+    for task in rows:
+        since = task.last_attempted_at or task.locked_at
+        progress = task.progress
+        found.append(
+            {
+                "task_id": task.task_id,
+                "task_name": task.task_name,
+                "queue": task.queue,
+                "worker_id": task.locked_by,
+                "attempt": task.attempts + 1,
+                "running_seconds": (
+                    round((now - since).total_seconds(), 1) if since is not None else None
+                ),
+                "progress": progress.describe() if progress is not None else None,
+            }
+        )
+    return found
 
 
 def paused_queues(using: str | None = None) -> list[dict[str, Any]]:

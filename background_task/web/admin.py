@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from background_task.api import queues
 from background_task.core import status
 from background_task.core.conf import app_settings
+from background_task.core.progress import Progress
 from background_task.runtime import scheduler
 from background_task.store.models import (
     CompletedTask,
@@ -34,6 +35,26 @@ def pretty_params(obj: Task | CompletedTask) -> str:
         return json.dumps(json.loads(obj.task_params), indent=2, sort_keys=True)
     except ValueError:
         return obj.task_params
+
+
+def progress_html(progress: Progress | None) -> str:
+    """A task's reported progress as a bar (when it has a total) and its text."""
+    if progress is None:
+        return "-"
+    text = f"{progress.done:g}" + (f" / {progress.total:g}" if progress.total else "")
+    if progress.message:
+        text += f" \u2013 {progress.message}"
+    if progress.percent is None:
+        return format_html('<span class="bgtask-progress">{}</span>', text)
+    return format_html(
+        '<span class="bgtask-progress"><progress value="{}" max="100" title="{}%">{}%</progress> '
+        "{}%<br>{}</span>",
+        progress.percent,
+        progress.percent,
+        progress.percent,
+        f"{progress.percent:g}",
+        text,
+    )
 
 
 class HasErrorFilter(admin.SimpleListFilter):
@@ -65,6 +86,7 @@ class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "has_error",
         "locked_by",
+        "progress_bar",
     ]
     readonly_fields = [
         "task_id",
@@ -84,11 +106,16 @@ class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "result",
         "errors",
         "worker_ids",
+        "progress_bar",
+        "meta_display",
     ]
     exclude = [
         "task_params",
         "last_error",
         "result_json",
+        "progress_json",
+        "meta_json",
+        "headers",
         "creator_content_type",
         "creator_object_id",
     ]
@@ -98,6 +125,17 @@ class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="arguments")
     def arguments(self, obj: Task | CompletedTask) -> str:
         return format_html("<pre>{}</pre>", pretty_params(obj))
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: Task | CompletedTask) -> str:
+        return progress_html(obj.progress)
+
+    @admin.display(description="metadata")
+    def meta_display(self, obj: Task | CompletedTask) -> str:
+        meta = obj.meta
+        if not meta:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(meta, indent=2, sort_keys=True))
 
     @admin.display(description="last error")
     def last_error_display(self, obj: Task | CompletedTask) -> str:

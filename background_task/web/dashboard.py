@@ -195,6 +195,7 @@ def collect(
         "runs_capped": len(runs) == STATS_ROWS,
         "failures": failures,
         "workers": stats.workers(now, using),
+        "running": stats.running_tasks(now, using),
         "schedules": stats.schedules(using)[:20],
         "charts": charts(samples),
     }

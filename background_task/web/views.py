@@ -49,8 +49,10 @@ def describe_task(task: BaseTask, details: bool) -> dict[str, Any]:
             if error
             else None
         ),
+        "progress": progress.describe() if (progress := task.progress) is not None else None,
     }
     if details:
+        data["meta"] = task.meta
         args, kwargs = _readable_params(task)
         data["args"], data["kwargs"] = args, kwargs
         data["result"] = task.result

@@ -71,3 +71,16 @@ def sleeps(seconds: float) -> None:
 
     Execution.objects.create(task_name="dtasks.sleeps", worker_pid=os.getpid())
     time.sleep(seconds)
+
+
+@task
+def reports_progress(steps: int) -> int:
+    """A django.tasks function reporting progress through background_task.current_task()."""
+    from background_task import current_task
+
+    current = current_task()
+    assert current is not None
+    for step in range(1, steps + 1):
+        current.set_progress(step, steps, f"step {step}")
+    current.update_meta(steps=steps)
+    return steps

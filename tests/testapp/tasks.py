@@ -308,3 +308,58 @@ def partitioned_run(key: str, seconds: float) -> None:
             time.sleep(0.05)
             log.write(f"tick {time.time()}\n")
         log.write(f"end {time.time()}\n")
+
+
+# -- progress and metadata ----------------------------------------------------------
+
+
+def _wait_for_file(path: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@background(ttl=60)
+def progress_gate(path: str) -> str:
+    """Reports half its work, waits for ``path`` to exist, then reports the rest."""
+    current = current_task()
+    assert current is not None
+    current.set_progress(5, 10, "half way")
+    current.update_meta(stage="waiting", path=path)
+    _wait_for_file(path)
+    current.set_progress(10, 10, "all done")
+    current.update_meta(stage="finished")
+    return "ok"
+
+
+@background(ttl=60)
+def progress_loop(calls: int) -> int:
+    """Reports progress ``calls`` times in a tight loop."""
+    current = current_task()
+    assert current is not None
+    for number in range(1, calls + 1):
+        current.set_progress(number, calls)
+    return calls
+
+
+@background(ttl=60, max_attempts=2)
+def progress_then_fail(steps: int) -> None:
+    """Reports ``steps`` of progress and metadata, then fails."""
+    current = current_task()
+    assert current is not None
+    current.set_progress(steps, steps * 2, f"failed after {steps}")
+    current.update_meta(attempt=current.attempt)
+    raise RuntimeError("failing on purpose")
+
+
+@background(ttl=60)
+async def async_progress_gate(path: str) -> str:
+    """``progress_gate`` as a coroutine: reports never wait for the database."""
+    current = current_task()
+    assert current is not None
+    current.set_progress(1, 4, "started")
+    current.update_meta(kind="async")
+    while not os.path.exists(path):
+        await asyncio.sleep(0.02)
+    current.set_progress(4, 4, "finished")
+    return "ok"

@@ -65,6 +65,15 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _progress(progress: dict[str, Any] | None) -> str:
+    if progress is None:
+        return "-"
+    done = f"{progress['done']:g}" + (f"/{progress['total']:g}" if progress["total"] else "")
+    percent = f" ({progress['percent']:g}%)" if progress["percent"] is not None else ""
+    message = f" {progress['message']}" if progress["message"] else ""
+    return done + percent + message
+
+
 def render(data: dict[str, Any]) -> str:
     """The snapshot as text."""
     lines = [f"Queues at {data['at']}:"]
@@ -112,6 +121,21 @@ def render(data: dict[str, Any]) -> str:
     if worker_rows:
         headers = ["worker", "kind", "heartbeat", "running", "queues"]
         lines += ["  " + line for line in _table(headers, worker_rows)]
+    running = data.get("running_tasks", [])
+    if running:
+        lines.append("Running (longest first):")
+        running_rows = [
+            [
+                r["task_id"],
+                r["task_name"],
+                _age(r["running_seconds"]),
+                _progress(r["progress"]),
+            ]
+            for r in running
+        ]
+        lines += [
+            "  " + line for line in _table(["task", "name", "running", "progress"], running_rows)
+        ]
     schedules = data["schedules"]
     if schedules:
         lines.append("Schedules:")

@@ -91,6 +91,13 @@ class TaskColumns(models.Model):
     # A rate limit: at most N starts with this key in any window ("N/seconds").
     rate_key = models.CharField(max_length=190, null=True, blank=True)
     rate_limit = models.CharField(max_length=32, null=True, blank=True)
+    # What the running task reported (current_task().set_progress / update_meta);
+    # ``progress`` and ``meta`` on the handle decode them.
+    progress_json = models.JSONField(db_column="progress", null=True, blank=True)
+    meta_json = models.JSONField(db_column="meta", null=True, blank=True)
+    # Context integrations attach when the task is queued and read when it runs
+    # (an OpenTelemetry trace context, say); None for most tasks.
+    headers = models.JSONField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -30,6 +30,7 @@ from django.utils import timezone
 from background_task.core import status
 from background_task.core.conf import app_settings, host_name, is_set
 from background_task.core.exceptions import TaskNotFound
+from background_task.core.progress import Progress
 from background_task.core.recurrence import get_timezone
 from background_task.core.schedules import next_calendar_repetition, next_repetition
 from background_task.core.serialization import loads_params
@@ -131,6 +132,20 @@ class BaseTask(TaskColumns):
         if self.result_json is None:
             return None
         return json.loads(self.result_json)
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the task last reported with ``current_task().set_progress()``:
+        ``done``, ``total``, ``percent``, ``message``, ``updated_at``; None if
+        it reported nothing. Stays in the history once the task finished."""
+        if not self.progress_json:
+            return None
+        return Progress.from_json(self.progress_json)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the task stored with ``current_task().update_meta()`` ({} if nothing)."""
+        return dict(self.meta_json or {})
 
     @property
     def error(self) -> dict[str, Any] | None:
