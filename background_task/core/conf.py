@@ -48,6 +48,10 @@ FAIL = "fail"  # fail it for good: it never runs twice (at most once)
 WORKER_LOST_POLICIES = (RETRY, FAIL)
 
 
+#: Formats of the log lines ``process_tasks`` writes.
+LOG_FORMATS = ("text", "json")
+
+
 #: The environment variable that names this host when the setting does not.
 HOST_NAME_ENV = "BACKGROUND_TASK_HOST_NAME"
 
@@ -299,6 +303,13 @@ SPECS: dict[str, SettingSpec] = {
         "progress and metadata are written to its row)",
         "background_task.E035",
     ),
+    "LOG_FORMAT": SettingSpec(
+        ("BACKGROUND_TASK_LOG_FORMAT",),
+        "text",
+        lambda value: value in LOG_FORMATS,
+        "'text' or 'json' (the format of process_tasks' log lines)",
+        "background_task.E036",
+    ),
     "PRIORITY_ORDERING": SettingSpec(
         ("BACKGROUND_TASK_PRIORITY_ORDERING",),
         "DESC",
@@ -490,6 +501,11 @@ class AppSettings:
     def PROGRESS_INTERVAL(self) -> float:
         """Seconds between two writes of a running task's progress and metadata (0.5)."""
         return float(SPECS["PROGRESS_INTERVAL"].value())
+
+    @property
+    def LOG_FORMAT(self) -> str:
+        """``"text"`` (the default) or ``"json"``: how process_tasks formats its log."""
+        return str(SPECS["LOG_FORMAT"].value())
 
     @property
     def ASYNC_CONCURRENCY(self) -> int:

@@ -39,6 +39,7 @@ from background_task.core.exceptions import (
 from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
+from background_task.runtime.jsonlog import run_fields
 from background_task.runtime.reports import writer_for
 from background_task.runtime.slots import TaskSlots
 from background_task.store import limits, rates
@@ -277,7 +278,13 @@ class TaskExecutor:
             self.free_handover(handed)
         # The claim token is kept: recording a retry clears it on the object.
         run = Run(task, time.monotonic(), token=task.claim_token, holds_slot=holds_slot)
-        logger.info("Task %s (%s) started, attempt %d", task.task_id, task.task_name, run.attempt)
+        logger.info(
+            "Task %s (%s) started, attempt %d",
+            task.task_id,
+            task.task_name,
+            run.attempt,
+            extra=run_fields(task.task_id, task.task_name, task.queue, run.attempt),
+        )
         tasks_logger().info("Running %s", task)
         send_robust(signals.task_started, Task)
         try:
@@ -334,6 +341,7 @@ class TaskExecutor:
         sends ``task_finished``.
         """
         task, invocation = run.task, run.invocation
+        attempt = run.attempt  # recording a retry counts the attempt on ``task``
         result = "failed"
         handover: Handover | None = None
         try:
@@ -371,9 +379,17 @@ class TaskExecutor:
             task.task_id,
             task.task_name,
             task.queue or "-",
-            run.attempt,
+            attempt,
             result,
             duration,
+            extra=run_fields(
+                task.task_id,
+                task.task_name,
+                task.queue,
+                attempt,
+                outcome=result,
+                duration=duration,
+            ),
         )
         return Outcome(task, result, duration, handover)
 

@@ -52,6 +52,7 @@ from background_task.runtime.execution import (
 )
 from background_task.runtime.fencing import SelfFence
 from background_task.runtime.invocation import Invocation
+from background_task.runtime.jsonlog import set_worker_id
 from background_task.runtime.liveness import Liveness, recover_orphans
 from background_task.runtime.slots import TaskSlots
 from background_task.runtime.stopping import SignalStops
@@ -199,6 +200,7 @@ class Worker(SignalStops):
         if threading.current_thread() is threading.main_thread():
             self.install_signal_handlers()
         started = time.monotonic()
+        set_worker_id(self.worker_id)
         async_names = self._names()[1]
         logger.info(
             "Worker %s started (queues: %s, threads: %d, %stasks: %d registered)",

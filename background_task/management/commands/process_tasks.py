@@ -18,9 +18,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from background_task.api.periodic import ScheduleError
 from background_task.api.registry import autodiscover, tasks
-from background_task.core.conf import app_settings
+from background_task.core.conf import LOG_FORMATS, app_settings
 from background_task.core.exceptions import TaskDiscoveryError
 from background_task.runtime import scheduler
+from background_task.runtime.jsonlog import JsonFormatter
 from background_task.runtime.logstream import LogStream
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,13 @@ class Command(BaseCommand):
             "the worker starts a new one).",
         )
         parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            default=None,
+            help="text (the default, or BACKGROUND_TASK_LOG_FORMAT) or json: one JSON object "
+            "per line with the worker, task and outcome of each line.",
+        )
+        parser.add_argument(
             "--backend",
             action="append",
             metavar="ALIAS",
@@ -117,7 +125,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.configure_logging(options["verbosity"], options["log_file"])
+        self.configure_logging(
+            options["verbosity"],
+            options["log_file"],
+            options["log_format"] or app_settings.LOG_FORMAT,
+        )
         queues = self.parse_queues(options["queue"], options["queues"])
         threads = options["threads"]
         if threads is None:
@@ -200,13 +212,23 @@ class Command(BaseCommand):
         if code:
             raise CommandError(f"A worker process exited with code {code}.", returncode=code)
 
-    def configure_logging(self, verbosity: int, log_file: str | None = None) -> None:
+    def configure_logging(
+        self, verbosity: int, log_file: str | None = None, log_format: str = "text"
+    ) -> None:
         """Log to stderr unless the project configured logging; with
-        ``log_file``, also to that file, reopened when it is rotated away."""
+        ``log_file``, also to that file, reopened when it is rotated away.
+
+        With ``log_format="json"`` every line this process writes is JSON:
+        the handlers the project configured (on the root and the package's
+        logger) are given the JSON formatter too."""
         package_logger = logging.getLogger("background_task")
-        formatter = logging.Formatter(
+        formatter: logging.Formatter = logging.Formatter(
             "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
         )
+        if log_format == "json":
+            formatter = JsonFormatter()
+            for handler in [*logging.getLogger().handlers, *package_logger.handlers]:
+                handler.setFormatter(formatter)
         if not package_logger.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(formatter)
