@@ -31,6 +31,10 @@ class BackgroundTasksAppConfig(AppConfig):
         from background_task.checks import check_settings
 
         checks.register(check_settings, "background_task")
+        # Metrics and traces, when their libraries are installed (or as configured).
+        from background_task.contrib.instrumenting import install_configured
+
+        install_configured()
         # In a web server process only, and only with BACKGROUND_TASK_AUTOSTART.
         from background_task.runtime.autostart import start_if_serving
 

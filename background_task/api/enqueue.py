@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from django.db import models, transaction
 from django.utils import timezone
 
+from background_task.core import instruments
 from background_task.core.limits import LimitSpec
 from background_task.core.rates import RateSpec
 from background_task.core.schedules import TaskSchedule
@@ -96,17 +97,33 @@ def schedule_task(
     later = deferring_to(alias)
     if later is None:
         stored = _store(task, action, remove_existing_tasks, queue, unique, alias)
-        if announce is not None and stored is not None and not stored.deduplicated:
-            announce(stored)
+        if stored is not None and not stored.deduplicated:
+            _announce(announce, stored)
         return stored
 
     def at_commit() -> None:
         stored = _store(task, action, remove_existing_tasks, queue, unique, alias)
-        if stored is not None and _settle(task, stored) and announce is not None:
-            announce(task)
+        if stored is not None and _settle(task, stored):
+            _announce(announce, task)
 
     transaction.on_commit(at_commit, using=later)
     return task
+
+
+def _announce(announce: Callable[[Task], None] | None, task: Task) -> None:
+    """A new row was stored: tell the caller's ``announce`` and the instruments."""
+    if announce is not None:
+        announce(task)
+    if instruments.ACTIVE:
+        instruments.queued([task])
+
+
+def _announce_many(announce: Callable[[list[Task]], None] | None, rows: list[Task]) -> None:
+    """Rows of one bulk call were stored (deduplicated ones count as not queued)."""
+    if announce is not None:
+        announce(rows)
+    if instruments.ACTIVE:
+        instruments.queued(row for row in rows if not row.deduplicated)
 
 
 def _store(
@@ -199,8 +216,7 @@ def bulk_schedule(
         rows = insert_many(
             template, varying(), count=len(items), batch_size=batch_size, using=alias
         )
-        if announce is not None:
-            announce(rows)
+        _announce_many(announce, rows)
         return rows
     pending = list(varying())  # a bad item raises here, in the caller
     handles = unsaved_copies(template, pending)
@@ -210,8 +226,7 @@ def bulk_schedule(
         for handle, row in zip(handles, rows, strict=True):
             handle.pk = row.pk
             handle._state.adding, handle._state.db = False, alias
-        if announce is not None:
-            announce(handles)
+        _announce_many(announce, handles)
 
     transaction.on_commit(at_commit, using=later)
     return handles
@@ -244,16 +259,14 @@ def bulk_schedule_each(
     later = deferring_to(alias)
     if later is None:
         rows = _store_each(tasks, unique, alias)
-        if announce is not None:
-            announce(rows)
+        _announce_many(announce, rows)
         return rows
 
     def at_commit() -> None:
         rows = _store_each(tasks, unique, alias)
         for task, row in zip(tasks, rows, strict=True):
             _settle(task, row)
-        if announce is not None:
-            announce(tasks)
+        _announce_many(announce, tasks)
 
     transaction.on_commit(at_commit, using=later)
     return tasks

@@ -47,7 +47,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from background_task.core import status
+from background_task.core import instruments, status
 from background_task.core.conf import app_settings
 from background_task.core.coroutines import is_async
 from background_task.core.exceptions import InvalidTaskError, ResultNotSerializable, TaskNotFound
@@ -212,6 +212,8 @@ class DatabaseBackend(BaseTaskBackend):
 
         def store() -> None:
             row.save(using=alias, force_insert=True)
+            if instruments.ACTIVE:
+                instruments.queued([row])
             _send(task_enqueued, type(self), result)  # stored already: a receiver cannot undo it
 
         later = deferring_to(alias)

@@ -152,6 +152,12 @@ def _callable_path(value: Any) -> bool:
         return False
 
 
+def anyone(request: Any, task: Any = None) -> bool:
+    """A permission that lets every request through (a metrics endpoint that
+    only the network protects, say)."""
+    return True
+
+
 def staff_only(request: Any, task: Any = None) -> bool:
     """The default status permission: active staff users."""
     user = getattr(request, "user", None)
@@ -407,6 +413,25 @@ SPECS: dict[str, SettingSpec] = {
         "arguments, result and traceback)",
         "background_task.E017",
     ),
+    "METRICS_PERMISSION": SettingSpec(
+        ("BACKGROUND_TASK_METRICS_PERMISSION",),
+        "background_task.conf.staff_only",
+        _callable_path,
+        "the dotted path of a callable(request) -> bool (who may read the Prometheus "
+        "metrics view; background_task.conf.anyone opens it)",
+        "background_task.E037",
+    ),
+    "INSTRUMENTS": SettingSpec(
+        ("BACKGROUND_TASK_INSTRUMENTS",),
+        "auto",
+        lambda value: (
+            value == "auto"
+            or (isinstance(value, list | tuple) and all(_callable_path(path) for path in value))
+        ),
+        "'auto' (the integrations whose library is installed: OpenTelemetry, Prometheus) "
+        "or a list of dotted paths of callables that return an Instrument ([] for none)",
+        "background_task.E038",
+    ),
     "RUN_IMMEDIATELY": SettingSpec(
         ("BACKGROUND_TASK_RUN_IMMEDIATELY",),
         False,
@@ -593,6 +618,18 @@ class AppSettings:
         """Who may see a task's arguments and result: ``callable(request, task) -> bool``."""
         found: Callable[..., bool] = import_serializer(SPECS["STATUS_DETAILS_PERMISSION"].value())
         return found
+
+    @property
+    def METRICS_PERMISSION(self) -> Callable[..., bool]:
+        """Who may read the Prometheus metrics view: ``callable(request) -> bool``."""
+        found: Callable[..., bool] = import_serializer(SPECS["METRICS_PERMISSION"].value())
+        return found
+
+    @property
+    def INSTRUMENTS(self) -> str | list[str]:
+        """``"auto"`` or the dotted paths of the instrument factories to install."""
+        value = SPECS["INSTRUMENTS"].value()
+        return value if value == "auto" else list(value)
 
     @property
     def RUN_IMMEDIATELY(self) -> bool:

@@ -48,6 +48,8 @@ class Job:
     timeout: float | None  # seconds
     current: CurrentTask  # what current_task() returns inside it
     describe: Callable[[], str]  # the task, for the message of a timeout
+    #: Sets up the context the coroutine runs in (the instruments'); returns its undo.
+    enter: Callable[[], Callable[[], None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class TaskLoop:
         timeout: float | None,
         current: CurrentTask,
         describe: Callable[[], str],
+        enter: Callable[[], Callable[[], None]] | None = None,
     ) -> Future[Ended]:
         """Await ``coroutine`` on the loop, as the run ``key`` (the task's pk).
 
@@ -102,7 +105,7 @@ class TaskLoop:
         result is an :class:`Ended`; it never raises.
         """
         future: Future[Ended] = Future()
-        job = Job(key, coroutine, timeout, current, describe)
+        job = Job(key, coroutine, timeout, current, describe, enter)
         self._loop.call_soon_threadsafe(self._start, job, future)
         return future
 
@@ -135,6 +138,7 @@ class TaskLoop:
 
     async def _await(self, job: Job) -> Ended:
         token = set_current(job.current)  # in this run's own context only
+        leave = job.enter() if job.enter is not None else None
         deadline = asyncio.timeout(job.timeout)
         try:
             async with deadline:
@@ -150,6 +154,8 @@ class TaskLoop:
         except BaseException as exc:  # a task's failure never ends the loop
             return Ended(error=exc)
         finally:
+            if leave is not None:
+                leave()
             reset_current(token)
 
     def _finished(self, job: Job, future: Future[Ended], task: asyncio.Task[Ended]) -> None:

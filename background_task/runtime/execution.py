@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from background_task.api.control import CurrentTask, reset_current, set_current
 from background_task.api.registry import Tasks
-from background_task.core import signals, status
+from background_task.core import instruments, signals, status
 from background_task.core.conf import FAIL, app_settings
 from background_task.core.errors import error_record, format_traceback
 from background_task.core.exceptions import (
@@ -36,6 +36,7 @@ from background_task.core.exceptions import (
     TaskCancelled,
     WorkerLost,
 )
+from background_task.core.instruments import Observed
 from background_task.core.legacy_log import tasks_logger
 from background_task.core.retry import Policy, load_policy, retries
 from background_task.runtime.invocation import Invocation, Invocations
@@ -82,6 +83,7 @@ class Run:
     kwargs: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None  # the attempt failed before its code could run
     slot: int | None = None  # its slot in the supervisor's view; None: the thread's own
+    observed: Observed | None = None  # the installed instruments' states, if any
 
     @property
     def attempt(self) -> int:
@@ -286,6 +288,8 @@ class TaskExecutor:
             extra=run_fields(task.task_id, task.task_name, task.queue, run.attempt),
         )
         tasks_logger().info("Running %s", task)
+        if instruments.ACTIVE:
+            run.observed = Observed(task, run.attempt)
         send_robust(signals.task_started, Task)
         try:
             run.invocation = invocation or self.invocations.for_task(task)
@@ -304,9 +308,12 @@ class TaskExecutor:
             self.slots.begin(task.pk, self.time_limit(task), time.monotonic())
         self.in_task_code = True
         current = set_current(CurrentTask(task, self.using, on_report=self.report))
+        leave = run.observed.enter() if run.observed is not None else None
         try:
             return run.invocation.call(task, run.args, run.kwargs)
         finally:
+            if leave is not None:
+                leave()
             reset_current(current)
             self.in_task_code = False
             if self.slots is not None:
@@ -373,6 +380,8 @@ class TaskExecutor:
             elif run.holds_slot:
                 self.free_slot(task, run.token)
         duration = time.monotonic() - run.started
+        if run.observed is not None:
+            run.observed.finish(task, attempt, result, duration, error)
         log = logger.warning if result in ("failed", "lost") else logger.info
         log(
             "Task %s (%s) queue=%s attempt=%d %s in %.3fs",

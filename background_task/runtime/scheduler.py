@@ -21,6 +21,7 @@ from django.db.models import Min
 
 from background_task.api.periodic import ScheduleDefinition, from_setting, make_recurrence
 from background_task.api.registry import Tasks
+from background_task.core import instruments
 from background_task.core.conf import app_settings
 from background_task.core.recurrence import Recurrence
 from background_task.core.serialization import loads_params
@@ -213,11 +214,14 @@ def _fire(pk: int, registry: Tasks, now: datetime, using: str) -> int:
             timeout=proxy.timeout,
             on_worker_lost=proxy.on_worker_lost,
             result_ttl=proxy.ttl,
+            traced=False,  # each firing starts a trace of its own
         )
         ScheduleFire.objects.using(using).create(
             schedule=schedule, fire_at=fire_at, task_id=task.task_id
         )
         task.save(using=using, force_insert=True)
+        if instruments.ACTIVE:
+            instruments.queued([task])
         schedule.last_task_id = task.task_id
         queued += 1
     if not times:

@@ -61,6 +61,7 @@ class ChildContext:
     slots: TaskSlots
     supervisor_id: str
     parent_pid: int
+    index: int = 0  # which of the supervisor's worker processes this is (0 to N-1)
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Supervisor:
     def _start(self, slot: int) -> None:
         connections.close_all()  # never share a connection across fork()
         slots = TaskSlots(self.threads, self.async_concurrency)
-        context = ChildContext(slots, self.supervisor_id, os.getpid())
+        context = ChildContext(slots, self.supervisor_id, os.getpid(), slot)
         process = self.context.Process(
             target=self._child, args=(context,), name=f"bgtask-worker-{slot}"
         )

@@ -648,6 +648,7 @@ class Worker(SignalStops):
             timeout=limit,
             current=current,
             describe=lambda: f"{task.task_id} ({task.task_name})",
+            enter=run.observed.enter if run.observed is not None else None,
         )
         self._coroutines[future] = run
         future.add_done_callback(partial(self._on_completed_coroutine, run.slot))

@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from background_task.core import instruments
+from background_task.core.instruments import collect_headers
 from background_task.core.limits import LimitSpec
 from background_task.core.limits import call_key as limit_key
 from background_task.core.options import validate_options
@@ -73,9 +75,13 @@ def build_row(
     unique: UniqueSpec | None = None,
     limit: LimitSpec | None = None,
     rate: RateSpec | None = None,
+    traced: bool = True,
 ) -> M:
     """Validate one call and build its unsaved ``model`` row; bad values raise
-    TypeError or ValueError naming the problem."""
+    TypeError or ValueError naming the problem.
+
+    The installed instruments' headers (a trace context) are attached unless
+    ``traced`` is False (a schedule's firing starts a trace of its own)."""
     validate_options(
         name=task_name,
         queue=queue,
@@ -136,6 +142,8 @@ def build_row(
         task.unique_key = call_key(  # type: ignore[attr-defined]
             task_name, unique.source, unique.until, args or (), kwargs or {}, lambda: params
         )
+    if traced and instruments.ACTIVE:
+        task.headers = collect_headers(task)  # type: ignore[attr-defined]
     return task
 
 

@@ -363,3 +363,25 @@ async def async_progress_gate(path: str) -> str:
         await asyncio.sleep(0.02)
     current.set_progress(4, 4, "finished")
     return "ok"
+
+
+# -- tracing ------------------------------------------------------------------------
+
+
+@background(ttl=60)
+def traced_inner(key: str = "") -> str:
+    """Starts a span of its own: a child of its run's span."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests").start_as_current_span("inner work"):
+        return key
+
+
+@background(ttl=60)
+async def async_traced_inner(key: str = "") -> str:
+    """``traced_inner`` as a coroutine on the worker's event loop."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests").start_as_current_span("inner async work"):
+        await asyncio.sleep(0)
+        return key

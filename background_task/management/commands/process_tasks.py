@@ -11,6 +11,7 @@ import argparse
 import logging
 import logging.handlers
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -110,6 +111,20 @@ class Command(BaseCommand):
             "per line with the worker, task and outcome of each line.",
         )
         parser.add_argument(
+            "--metrics-port",
+            type=_number(1, "--metrics-port", int),
+            default=None,
+            metavar="PORT",
+            help="Serve each worker process's Prometheus counters on PORT + n (n = 0 to "
+            "--workers - 1). Needs prometheus-client.",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            metavar="ADDRESS",
+            help="The address --metrics-port listens on (default 0.0.0.0).",
+        )
+        parser.add_argument(
             "--backend",
             action="append",
             metavar="ALIAS",
@@ -149,11 +164,14 @@ class Command(BaseCommand):
         except (TaskDiscoveryError, ScheduleError) as exc:
             raise CommandError(str(exc)) from exc
         worker_options["backends"] = self.django_task_backends(options["backend"])
+        metrics = self.metrics_server(
+            options["metrics_port"], options["metrics_address"], options["workers"]
+        )
 
         def run() -> None:
             if options["log_std"]:
                 self.redirect_std()
-            self.run_workers(options["workers"], worker_options)
+            self.run_workers(options["workers"], worker_options, metrics)
 
         if options["reload"]:
             from django.utils import autoreload
@@ -186,13 +204,52 @@ class Command(BaseCommand):
                 raise CommandError(f"Queue name {name[:40]!r}... is longer than 190 characters.")
         return names or None
 
-    def run_workers(self, count: int, worker_options: dict[str, Any]) -> None:
+    def metrics_server(
+        self, port: int | None, address: str, workers: int
+    ) -> Callable[[int], None] | None:
+        """What starts a worker process's metrics server on ``port`` + its
+        index, or None without ``--metrics-port``."""
+        if port is None:
+            return None
+        if port + workers - 1 > 65535:
+            raise CommandError(
+                f"--metrics-port {port} with --workers {workers} needs ports up to "
+                f"{port + workers - 1}; the last port is 65535."
+            )
+        try:
+            from background_task.contrib.prometheus import serve_process_metrics
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"--metrics-port: {exc}") from None
+
+        def start(index: int) -> None:
+            try:
+                serve_process_metrics(port + index, address)
+            except OSError as exc:
+                logger.error(
+                    "Could not serve metrics on %s:%d (%s); the worker runs without.",
+                    address,
+                    port + index,
+                    exc,
+                )
+            else:
+                logger.info("Serving Prometheus metrics on %s:%d.", address, port + index)
+
+        return start
+
+    def run_workers(
+        self,
+        count: int,
+        worker_options: dict[str, Any],
+        metrics: Callable[[int], None] | None = None,
+    ) -> None:
         """Run ``count`` worker processes under a supervisor (hard time limits,
         immediate recovery of a dead worker's tasks, restarts)."""
         from background_task.runtime.supervisor import ChildContext, Supervisor
         from background_task.runtime.worker import Worker
 
         def work(context: ChildContext) -> None:
+            if metrics is not None:
+                metrics(context.index)
             Worker(
                 **worker_options,
                 slots=context.slots,
