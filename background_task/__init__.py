@@ -115,8 +115,9 @@ async def aget_result(task_id: str) -> Any:
 
 
 def current_task() -> Any:
-    """Inside a running task: its ``task_id``, ``attempt`` and ``cancel_requested``;
-    None elsewhere."""
+    """Inside a running task: its ``task_id``, ``attempt`` and
+    ``cancel_requested``, and ``set_progress()`` / ``update_meta()`` to report
+    how far it has got; None elsewhere."""
     from background_task.api.control import current_task as current
 
     return current()
