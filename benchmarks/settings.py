@@ -73,3 +73,24 @@ if os.environ.get("BENCH_RESULT_TTL"):
 # BENCH_VACUUM_AFTER: PostgreSQL workers' VACUUM threshold ("" or 0: off).
 if "BENCH_VACUUM_AFTER" in os.environ:
     BACKGROUND_TASK_VACUUM_AFTER = int(os.environ["BENCH_VACUUM_AFTER"] or 0) or None
+
+# BENCH_INSTRUMENTS: "none" (no instrument), "auto" (the default: those whose
+# library is installed) or a comma-separated list of instrument factories.
+_instruments = os.environ.get("BENCH_INSTRUMENTS", "auto")
+if _instruments != "auto":
+    BACKGROUND_TASK_INSTRUMENTS = [] if _instruments == "none" else _instruments.split(",")
+
+# BENCH_OTEL=noop: an OpenTelemetry SDK provider that exports every span to
+# an exporter that drops it (the cost of recording spans, without a collector).
+if os.environ.get("BENCH_OTEL") == "noop":
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class _Dropped(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    _provider = TracerProvider()
+    _provider.add_span_processor(SimpleSpanProcessor(_Dropped()))
+    trace.set_tracer_provider(_provider)

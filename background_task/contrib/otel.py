@@ -74,7 +74,15 @@ class Tracing(Instrument):
             "background_task", __version__, tracer_provider=self.tracer_provider
         )
 
+    def configured(self) -> bool:
+        """False while no tracer provider is set (the API's placeholder, or
+        its no-op one): then nothing is recorded and nothing is started."""
+        provider = self.tracer_provider or trace.get_tracer_provider()
+        return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
     def headers(self, task: Any) -> Mapping[str, str] | None:
+        if not self.configured():
+            return None
         span = self.tracer.start_span(
             f"send {_queue(task.queue)}",
             kind=SpanKind.PRODUCER,
@@ -89,6 +97,8 @@ class Tracing(Instrument):
         return carrier or None
 
     def started(self, task: Any, attempt: int) -> Any:
+        if not self.configured():
+            return None
         headers = task.headers
         # No producer (a schedule's firing, or a task queued untraced): a new trace.
         parent = propagate.extract(headers) if headers else context.Context()
@@ -102,6 +112,8 @@ class Tracing(Instrument):
         )
 
     def entered(self, state: Any) -> Leave | None:
+        if state is None:
+            return None
         token = context.attach(trace.set_span_in_context(state))
         return lambda: context.detach(token)
 
@@ -115,6 +127,8 @@ class Tracing(Instrument):
         error: BaseException | None,
     ) -> None:
         span = state
+        if span is None:
+            return
         span.set_attribute("background_task.outcome", outcome)
         if error is not None:
             span.record_exception(error)
