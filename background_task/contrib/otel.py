@@ -26,13 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
 try:
     from opentelemetry import context, propagate, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImproperlyConfigured(
+    raise ImportError(
         "background_task.contrib.otel needs opentelemetry-api: "
         "pip install 'django-background-task[otel]'."
     ) from exc

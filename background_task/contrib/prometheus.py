@@ -32,7 +32,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -49,7 +48,7 @@ try:
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImproperlyConfigured(
+    raise ImportError(
         "background_task.contrib.prometheus needs prometheus-client: "
         "pip install 'django-background-task[prometheus]'."
     ) from exc

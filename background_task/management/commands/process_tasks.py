@@ -218,7 +218,7 @@ class Command(BaseCommand):
             )
         try:
             from background_task.contrib.prometheus import serve_process_metrics
-        except ImproperlyConfigured as exc:
+        except ImportError as exc:
             raise CommandError(f"--metrics-port: {exc}") from None
 
         def start(index: int) -> None:
