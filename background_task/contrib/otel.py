@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'django-background-task[otel]'."
     ) from exc
 
-from background_task.core.instruments import Instrument, Leave
+from background_task.core.instruments import SKIP, Instrument, Leave
 from background_task.core.version import __version__
 
 SYSTEM = "background_task"
@@ -96,7 +96,7 @@ class Tracing(Instrument):
 
     def started(self, task: Any, attempt: int) -> Any:
         if not self.configured():
-            return None
+            return SKIP
         headers = task.headers
         # No producer (a schedule's firing, or a task queued untraced): a new trace.
         parent = propagate.extract(headers) if headers else context.Context()
@@ -110,8 +110,6 @@ class Tracing(Instrument):
         )
 
     def entered(self, state: Any) -> Leave | None:
-        if state is None:
-            return None
         token = context.attach(trace.set_span_in_context(state))
         return lambda: context.detach(token)
 
@@ -125,8 +123,6 @@ class Tracing(Instrument):
         error: BaseException | None,
     ) -> None:
         span = state
-        if span is None:
-            return
         span.set_attribute("background_task.outcome", outcome)
         if error is not None:
             span.record_exception(error)

@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -77,6 +78,16 @@ def _queue(name: str | None) -> str:
     return name or "default"
 
 
+@dataclass(frozen=True)
+class _Children:
+    """One task name's (and queue's) labelled metrics, looked up once."""
+
+    started: Any
+    duration: Any
+    outcomes: dict[str, Any]
+    pickup: Any
+
+
 class TaskMetrics(Instrument):
     """Counts and times this process's tasks (see the module docstring)."""
 
@@ -106,6 +117,21 @@ class TaskMetrics(Instrument):
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._by_task: dict[tuple[str, str], _Children] = {}
+
+    def _children(self, name: str, queue: str) -> _Children:
+        found = self._by_task.get((name, queue))
+        if found is None:
+            found = self._by_task[(name, queue)] = _Children(
+                self.started_total.labels(name, queue),
+                self.duration.labels(name, queue),
+                {
+                    outcome: counter.labels(name, queue)
+                    for outcome, counter in self.outcomes.items()
+                },
+                self.pickup_latency.labels(queue),
+            )
+        return found
 
     def queued(self, tasks: Iterable[Any]) -> None:
         counts: dict[tuple[str, str], int] = {}
@@ -116,12 +142,12 @@ class TaskMetrics(Instrument):
             self.queued_total.labels(name, queue).inc(count)
 
     def started(self, task: Any, attempt: int) -> Any:
-        queue = _queue(task.queue)
-        self.started_total.labels(task.task_name, queue).inc()
+        children = self._children(task.task_name, _queue(task.queue))
+        children.started.inc()
         if task.run_at is not None:
             late = time.time() - task.run_at.timestamp()
-            self.pickup_latency.labels(queue).observe(max(late, 0.0))
-        return None
+            children.pickup.observe(late if late > 0.0 else 0.0)
+        return children
 
     def finished(
         self,
@@ -132,11 +158,10 @@ class TaskMetrics(Instrument):
         duration: float,
         error: BaseException | None,
     ) -> None:
-        queue = _queue(task.queue)
-        counter = self.outcomes.get(outcome)
+        counter = state.outcomes.get(outcome)
         if counter is not None:
-            counter.labels(task.task_name, queue).inc()
-        self.duration.labels(task.task_name, queue).observe(duration)
+            counter.inc()
+        state.duration.observe(duration)
 
 
 _default: TaskMetrics | None = None

@@ -42,7 +42,9 @@ class Instrument:
         """``tasks`` were stored (one call, or one ``bulk()``)."""
 
     def started(self, task: Any, attempt: int) -> Any:
-        """A run of ``task`` starts; the value returned is this run's state."""
+        """A run of ``task`` starts; the value returned is this run's state.
+        :data:`SKIP` leaves this run alone: neither ``entered`` nor
+        ``finished`` is called for it."""
         return None
 
     def entered(self, state: Any) -> Leave | None:
@@ -63,6 +65,9 @@ class Instrument:
         "cancelled" or "lost"; ``duration`` in seconds."""
 
 
+#: What :meth:`Instrument.started` returns to leave a run alone.
+SKIP: Any = object()
+
 #: The installed instruments (a tuple: empty is the fast, common case).
 ACTIVE: tuple[Instrument, ...] = ()
 
@@ -79,6 +84,21 @@ def uninstall(instrument: Instrument) -> None:
     """Remove ``instrument`` if it is installed."""
     global ACTIVE
     ACTIVE = tuple(active for active in ACTIVE if active is not instrument)
+
+
+def observe(task: Any, attempt: int) -> Observed | None:
+    """Tell the installed instruments a run of ``task`` starts; None when
+    none of them watches it."""
+    states = []
+    for instrument in ACTIVE:
+        try:
+            state = instrument.started(task, attempt)
+        except Exception as exc:
+            report(instrument, "started", exc)
+            continue
+        if state is not SKIP:
+            states.append((instrument, state))
+    return Observed(states) if states else None
 
 
 def report(instrument: Instrument, event: str, exc: BaseException) -> None:
@@ -117,17 +137,12 @@ def queued(tasks: Iterable[Any]) -> None:
 
 
 class Observed:
-    """The installed instruments' states for one run."""
+    """The installed instruments' states for one run (see :func:`observe`)."""
 
     __slots__ = ("states",)
 
-    def __init__(self, task: Any, attempt: int) -> None:
-        self.states: list[tuple[Instrument, Any]] = []
-        for instrument in ACTIVE:
-            try:
-                self.states.append((instrument, instrument.started(task, attempt)))
-            except Exception as exc:
-                report(instrument, "started", exc)
+    def __init__(self, states: list[tuple[Instrument, Any]]) -> None:
+        self.states = states
 
     def enter(self) -> Leave:
         """Set up the context of the run's code; returns what undoes it."""

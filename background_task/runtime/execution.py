@@ -289,7 +289,7 @@ class TaskExecutor:
         )
         tasks_logger().info("Running %s", task)
         if instruments.ACTIVE:
-            run.observed = Observed(task, run.attempt)
+            run.observed = instruments.observe(task, run.attempt)
         send_robust(signals.task_started, Task)
         try:
             run.invocation = invocation or self.invocations.for_task(task)
