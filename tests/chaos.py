@@ -104,6 +104,7 @@ class Chaos:
     killed_at: dict[int, datetime] = field(default_factory=dict)
     kills: int = 0
     outputs: list[str] = field(default_factory=list)
+    queues: str = f"{QUEUE},{UNIQUE_QUEUE}"  # what the groups' workers run
 
     def start_group(self) -> None:
         self.groups.append(
@@ -113,7 +114,7 @@ class Chaos:
                 "--threads",
                 "2",
                 "--queues",
-                f"{QUEUE},{UNIQUE_QUEUE}",
+                self.queues,
                 "--sleep",
                 "0.1",
                 env=self.env,

@@ -116,8 +116,11 @@ class TaskProxy:
         concurrency_key: Any = None,
         rate_limit: Any = None,
         rate_key: Any = None,
+        atomic: bool = False,
     ) -> None:
         self.name = name
+        #: The task's code runs inside the transaction that records its success.
+        self.atomic = atomic
         self.task_function = task_function
         # 1.2.8 exposed the raw function as ``now``: calling it writes nothing.
         # An ``async def`` function's ``now`` runs it to completion and returns

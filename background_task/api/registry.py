@@ -23,6 +23,7 @@ from background_task.api.periodic import (
 )
 from background_task.api.proxy import TaskProxy, limit_spec, unique_spec
 from background_task.api.runner import DBTaskRunner, run_task
+from background_task.core.coroutines import is_async
 from background_task.core.exceptions import TaskDiscoveryError, TaskNotRegistered
 from background_task.core.options import pick_ttl, validate_options
 from background_task.core.rates import rate_spec
@@ -79,6 +80,7 @@ class Tasks:
         concurrency_key: Any = None,
         rate_limit: Any = None,
         rate_key: Any = None,
+        atomic: bool = False,
     ) -> Callable[[F], TaskProxy]: ...
 
     def background(
@@ -105,6 +107,7 @@ class Tasks:
         concurrency_key: Any = None,
         rate_limit: Any = None,
         rate_key: Any = None,
+        atomic: bool = False,
     ) -> TaskProxy | Callable[[F], TaskProxy]:
         """Register a function as a task; usable as ``@background`` or ``@background(...)``.
 
@@ -133,7 +136,9 @@ class Tasks:
         arguments that returns one). ``rate_limit="100/m"`` lets at most 100
         runs with one key start in any minute (per ``s``, ``m``, ``h`` or a
         number of them: ``"10/30s"``), across all workers; ``rate_key`` as
-        ``concurrency_key``.
+        ``concurrency_key``. ``atomic=True`` runs the function inside the
+        database transaction that records its success, so its writes to the
+        queue's database commit with its completion or not at all.
         Invalid values raise TypeError or ValueError here, at decoration time.
         """
         if callable(name):
@@ -160,10 +165,19 @@ class Tasks:
         unique_spec(unique, unique_key, unique_until, per_call=False)  # checked now
         limit_spec(concurrency_limit, concurrency_key)
         rate_spec(rate_limit, rate_key)
+        if not isinstance(atomic, bool):
+            raise TypeError(f"atomic must be True or False, not {atomic!r}.")
 
         def decorator(fn: F) -> TaskProxy:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
             validate_options(name=task_name)
+            if atomic and is_async(fn):
+                raise TypeError(
+                    f"{task_name}: atomic=True runs a task inside a database transaction of "
+                    f"the thread that runs it; an async def task runs on an event loop, "
+                    f"whose ORM calls go to another thread. Make it a plain def function, "
+                    f"or open the transaction inside it (sync_to_async around an atomic block)."
+                )
             proxy = self._task_proxy_class(
                 task_name,
                 fn,
@@ -190,6 +204,7 @@ class Tasks:
                         ("concurrency_key", concurrency_key),
                         ("rate_limit", rate_limit),
                         ("rate_key", rate_key),
+                        ("atomic", atomic or None),
                     )
                     if value is not None
                 },

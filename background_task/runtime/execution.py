@@ -240,6 +240,8 @@ class TaskExecutor:
         run = self.begin(task, limited=limited, invocation=invocation, handed=handed)
         if isinstance(run, Outcome):
             return run
+        if run.invocation is not None and run.invocation.atomic and run.error is None:
+            return self.execute_atomic(run, keep_slot=keep_slot)
         try:
             value = self.call(run)
         except WorkerStopped as stopped:
@@ -248,6 +250,41 @@ class TaskExecutor:
         except BaseException as exc:  # a task's failure never ends the worker
             return self.conclude(run, error=exc, defer_success=defer_success, keep_slot=keep_slot)
         return self.conclude(run, value=value, defer_success=defer_success, keep_slot=keep_slot)
+
+    def execute_atomic(self, run: Run, *, keep_slot: bool = False) -> Outcome:
+        """Run a started attempt of an ``atomic=True`` task inside the
+        transaction that records its success.
+
+        The code's writes to the queue's database and the move of the task to
+        the history commit together: an exception, a lost claim (another
+        worker took the task over) or a killed process rolls both back, and
+        the failure is recorded on its own afterwards, as for any task.
+        """
+        recorded: str | None = None
+        try:
+            with transaction.atomic(using=self.using):
+                value = self.call(run)
+                recorded = self._record_value(run, value)
+        except WorkerStopped as stopped:
+            self.conclude(run, error=stopped)
+            raise
+        except ClaimLost as lost:
+            logger.warning("%s The task's writes were rolled back.", lost)
+            return self.conclude(run, error=lost, recorded="lost", keep_slot=keep_slot)
+        except BaseException as exc:  # a task's failure never ends the worker
+            return self.conclude(run, error=exc, keep_slot=keep_slot)
+        return self.conclude(run, value=value, recorded=recorded, keep_slot=keep_slot)
+
+    def _record_value(self, run: Run, value: Any) -> str:
+        """Record a successful call's ``value`` now, in the caller's transaction."""
+        invocation = run.invocation
+        assert invocation is not None
+        encoded = encode_result(
+            invocation.normalize(value),
+            run.task,
+            strict=self.wants_result(run.task) or invocation.strict_result,
+        )
+        return self.record_success(run.task, encoded)
 
     def begin(
         self,
@@ -340,8 +377,12 @@ class TaskExecutor:
         error: BaseException | None = None,
         defer_success: bool = False,
         keep_slot: bool = False,
+        recorded: str | None = None,
     ) -> Outcome:
         """Record how a started attempt ended: its return ``value``, or ``error``.
+
+        ``recorded`` is the outcome when the caller recorded it already (an
+        atomic task's success, in the task's own transaction).
 
         Frees what the run held (its slot in the supervisor's view and its
         concurrency slot, unless ``keep_slot``: see :meth:`execute`) and
@@ -352,7 +393,11 @@ class TaskExecutor:
         result = "failed"
         handover: Handover | None = None
         try:
-            if error is None:
+            if recorded is not None:
+                result = recorded
+                if result == "done" and invocation is not None:
+                    invocation.succeeded(invocation.normalize(value))
+            elif error is None:
                 assert invocation is not None
                 try:
                     value = invocation.normalize(value)
@@ -369,7 +414,7 @@ class TaskExecutor:
                             invocation.succeeded(value)
                 except Exception as exc:
                     error = exc
-            if error is not None:
+            if error is not None and recorded is None:
                 result = self._record_error(run, error)
         finally:
             if self.slots is not None:

@@ -37,6 +37,9 @@ class Invocation:
     #: A success may be recorded later, in a batch with others
     #: (:meth:`TaskExecutor.flush`), when no receiver would notice.
     deferrable: bool = True
+    #: The code runs inside the database transaction that records its
+    #: success (``@background(atomic=True)``).
+    atomic: bool = False
 
     def call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run the task's code with its stored arguments; return its value."""
@@ -71,8 +74,10 @@ class FunctionInvocation(Invocation):
     :meth:`call` (a run in the caller's process) it runs to completion on an
     event loop of its own."""
 
-    def __init__(self, function: Callable[..., Any]) -> None:
+    def __init__(self, function: Callable[..., Any], atomic: bool = False) -> None:
         self.function = function
+        self.atomic = atomic
+        self.deferrable = not atomic  # its success is recorded in its own transaction
         self._async = is_async(function)
         self._signature: inspect.Signature | bool | None = False  # False: not read yet
 
@@ -150,8 +155,11 @@ class Invocations:
             found = resolver(task, self.worker_id)
             if found is not None:
                 return found
-        function = self.registry.get(task.task_name).task_function
+        proxy = self.registry.get(task.task_name)
+        function = proxy.task_function
         cached = self._functions.get(task.task_name)
         if cached is None or cached.function is not function:
-            cached = self._functions[task.task_name] = FunctionInvocation(function)
+            cached = self._functions[task.task_name] = FunctionInvocation(
+                function, atomic=getattr(proxy, "atomic", False)
+            )
         return cached

@@ -9,3 +9,10 @@ class Execution(models.Model):
     worker_pid = models.IntegerField(default=0)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+
+
+class Counter(models.Model):
+    """A named count that atomic fixture tasks increment."""
+
+    name = models.CharField(max_length=64, unique=True)
+    value = models.IntegerField(default=0)

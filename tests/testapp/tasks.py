@@ -385,3 +385,53 @@ async def async_traced_inner(key: str = "") -> str:
     with trace.get_tracer("tests").start_as_current_span("inner async work"):
         await asyncio.sleep(0)
         return key
+
+
+# -- atomic tasks -------------------------------------------------------------------
+
+
+@background(atomic=True, max_attempts=1)
+def atomic_record(key: str, fail: bool = False) -> str:
+    """Records itself, then fails if asked: an atomic task's writes go with its outcome."""
+    _record("atomic_record", key)
+    if fail:
+        raise RuntimeError("failing after a write")
+    return key
+
+
+@background(atomic=True, max_attempts=1)
+def atomic_stolen(key: str) -> str:
+    """Records itself, then another connection takes its claim away (as a
+    worker that recovered it would): its success cannot be recorded."""
+    import threading
+
+    from background_task.models import Task
+
+    _record("atomic_stolen", key)
+    current = current_task()
+    assert current is not None
+    thread = threading.Thread(
+        target=lambda: Task.objects.filter(pk=current.task.pk).update(claim_token="stolen")
+    )
+    thread.start()
+    thread.join()
+    return key
+
+
+@background(atomic=True, timeout=1, max_attempts=1)
+def atomic_overrun(key: str) -> None:
+    """Records itself, then overruns its time limit: its process is killed."""
+    _record("atomic_overrun", key)
+    time.sleep(30)
+
+
+@background(queue="atomic", atomic=True, retry_delay=0, max_attempts=50)
+def atomic_increment(name: str, millis: int = 5) -> None:
+    """Adds one to a counter, then holds its transaction ``millis`` ms (a kill
+    lands inside it often)."""
+    from django.db.models import F
+
+    from tests.testapp.models import Counter
+
+    Counter.objects.filter(name=name).update(value=F("value") + 1)
+    time.sleep(millis / 1000)
