@@ -32,6 +32,16 @@ from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution
 
 QUEUE = "chaos"
+#: The environment of the chaos suites' workers: fast heartbeats, quick recovery.
+CHAOS_ENV = {
+    "DJANGO_SETTINGS_MODULE": "tests.logging_settings",
+    "BGTASK_LOG_LEVEL": "WARNING",
+    "BGTASK_HEARTBEAT_INTERVAL": "0.2",
+    "BGTASK_WORKER_LOST_AFTER": "1.5",
+    "BGTASK_SHUTDOWN_TIMEOUT": "10",
+    "BGTASK_LOG_CREATED": "1",  # log lines start with their time (Chaos.stopped_at)
+}
+
 UNIQUE_QUEUE = "chaos-unique"  # unique tasks called while workers die
 IN_FLIGHT = timedelta(seconds=1)  # how long before a crash a write may still be in flight
 

@@ -13,7 +13,7 @@ from django.db import connection
 from background_task import background, call, status
 from background_task.api.registry import Tasks
 from background_task.models import CompletedTask
-from tests.chaos import Chaos, drive
+from tests.chaos import CHAOS_ENV, Chaos, drive
 from tests.conftest import drain, subprocess_env
 from tests.testapp import tasks as fixtures
 from tests.testapp.models import Counter, Execution
@@ -72,16 +72,6 @@ def test_atomic_is_checked_when_the_task_is_defined():
             pass
 
     assert background(atomic=True)(lambda: None).atomic is True
-
-
-CHAOS_ENV = {
-    "DJANGO_SETTINGS_MODULE": "tests.logging_settings",
-    "BGTASK_LOG_LEVEL": "WARNING",
-    "BGTASK_HEARTBEAT_INTERVAL": "0.2",
-    "BGTASK_WORKER_LOST_AFTER": "1.5",
-    "BGTASK_SHUTDOWN_TIMEOUT": "10",
-    "BGTASK_LOG_CREATED": "1",
-}
 
 
 def test_killed_at_random_the_counter_counts_each_task_exactly_once(start_worker, tmp_path):

@@ -17,7 +17,7 @@ from datetime import datetime
 import pytest
 
 from background_task import status
-from tests.chaos import QUEUE, Chaos, UniqueCalls, check, drive, enqueue
+from tests.chaos import CHAOS_ENV, QUEUE, Chaos, UniqueCalls, check, drive, enqueue
 from tests.conftest import ROOT, subprocess_env
 from tests.scratch_servers import SERVERS, ScratchServer
 
@@ -25,14 +25,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOTAL = int(os.environ.get("BGTASK_CHAOS_TASKS", "2000"))
-CHAOS_ENV = {
-    "DJANGO_SETTINGS_MODULE": "tests.logging_settings",
-    "BGTASK_LOG_LEVEL": "WARNING",
-    "BGTASK_HEARTBEAT_INTERVAL": "0.2",
-    "BGTASK_WORKER_LOST_AFTER": "1.5",
-    "BGTASK_SHUTDOWN_TIMEOUT": "10",
-    "BGTASK_LOG_CREATED": "1",  # log lines start with their time (Chaos.stopped_at)
-}
 
 
 def test_workers_killed_at_random_lose_nothing_and_never_overlap(start_worker, tmp_path):
