@@ -25,11 +25,14 @@ __all__ = [
     "aget_result",
     "background",
     "call",
+    "chain",
     "cron_task",
     "current_task",
     "delayed_task",
     "enqueue",
     "get_result",
+    "get_workflow",
+    "group",
     "pause_queue",
     "paused_queues",
     "periodic_task",
@@ -142,6 +145,30 @@ def cron_task(*args: Any, **kwargs: Any) -> Any:
     from background_task.api.registry import tasks
 
     return tasks.cron_task(*args, **kwargs)
+
+
+def chain(*steps: Any) -> Any:
+    """A workflow of ``steps`` run one after the other (``task.s()`` steps
+    receive the previous result); ``.start()`` queues it. See docs/workflows.md."""
+    from background_task.api.workflows import chain as make_chain
+
+    return make_chain(*steps)
+
+
+def group(*members: Any, then: Any = None, on_failure: Any = None) -> Any:
+    """A workflow of ``members`` run at once, ``then`` after all succeeded,
+    ``on_failure`` if one failed for good; ``.start()`` queues it."""
+    from background_task.api.workflows import group as make_group
+
+    return make_group(*members, then=then, on_failure=on_failure)
+
+
+def get_workflow(workflow_id: str) -> Any:
+    """The started workflow with this id (its handle: ``status``, ``results``,
+    ``tasks()``, ``wait()``, ``cancel()``)."""
+    from background_task.api.workflows import get_workflow as find
+
+    return find(workflow_id)
 
 
 def call(*args: Any, **kwargs: Any) -> Any:

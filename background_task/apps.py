@@ -25,6 +25,7 @@ class BackgroundTasksAppConfig(AppConfig):
         import background_task.api.registry
         import background_task.core.signals
         import background_task.runtime.inprocess
+        import background_task.store.workflows
 
         if django.VERSION >= (6, 0):
             import background_task.contrib.django_tasks  # noqa: F401 (how its rows are run)

@@ -32,6 +32,8 @@ from background_task.store.models import (
     TaskQuerySet,
     WorkerProcess,
     WorkerProcessQuerySet,
+    Workflow,
+    WorkflowNode,
     find_task,
     new_task_id,
 )
@@ -55,6 +57,8 @@ __all__ = [
     "TaskQuerySet",
     "WorkerProcess",
     "WorkerProcessQuerySet",
+    "Workflow",
+    "WorkflowNode",
     "find_task",
     "new_task_id",
     "task_created",

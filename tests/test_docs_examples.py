@@ -358,7 +358,7 @@ def test_every_skipped_example_says_why() -> None:
     assert all(len(e.skip_reason or "") > 3 for e in skipped)
     # Skipping stays the exception: signature listings and other libraries' code
     # (OpenTelemetry's process-wide provider, say).
-    assert len(skipped) <= 9, [f"{e.page}:{e.line}" for e in skipped]
+    assert len(skipped) <= 10, [f"{e.page}:{e.line}" for e in skipped]
 
 
 def test_examples_are_found_in_lists_too() -> None:

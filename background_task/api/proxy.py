@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
+from background_task.api.workflows import Step, make_step
 from background_task.core.coroutines import is_async, run_to_completion
 from background_task.core.limits import KeySource, LimitSpec, check_key, check_limit
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
@@ -248,6 +249,15 @@ class TaskProxy:
         """The decorator's limit with one call's ``concurrency_key``."""
         assert self.limit is not None
         return LimitSpec(self.limit.limit, check_key(key, per_call=True))
+
+    def s(self, *args: Any, **kwargs: Any) -> Step:
+        """A workflow step: this task called with the previous step's result
+        first, then ``args``; call options (``queue=``...) as for a call."""
+        return make_step(self, args, kwargs, takes_result=True)
+
+    def si(self, *args: Any, **kwargs: Any) -> Step:
+        """A workflow step that ignores the previous step's result."""
+        return make_step(self, args, kwargs, takes_result=False)
 
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
         """Queue a run from async code, as calling the proxy does:

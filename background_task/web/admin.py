@@ -116,6 +116,7 @@ class BaseTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "progress_json",
         "meta_json",
         "headers",
+        "step_id",
         "creator_content_type",
         "creator_object_id",
     ]

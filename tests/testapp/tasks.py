@@ -435,3 +435,34 @@ def atomic_increment(name: str, millis: int = 5) -> None:
 
     Counter.objects.filter(name=name).update(value=F("value") + 1)
     time.sleep(millis / 1000)
+
+
+# -- workflows ----------------------------------------------------------------------
+
+
+@background(ttl=60, max_attempts=1)
+def wf_add(x: int, y: int) -> int:
+    """Adds, and records the call."""
+    _record("wf_add", f"{x}+{y}")
+    return x + y
+
+
+@background(ttl=60, max_attempts=1)
+def wf_sum(values: list[int], extra: int = 0) -> int:
+    """A group's ``then``: the sum of its members' results."""
+    _record("wf_sum", ",".join(str(value) for value in values))
+    return sum(values) + extra
+
+
+@background(ttl=60, max_attempts=1)
+def wf_fail(x: int) -> None:
+    """A step that fails for good."""
+    _record("wf_fail", str(x))
+    raise ValueError(f"step {x} failed")
+
+
+@background(ttl=60, max_attempts=1)
+def wf_failure_handler(failure: dict) -> str:
+    """An ``on_failure`` step: records which step failed and why."""
+    _record("wf_failure_handler", f"{failure['task_name']}|{failure['message']}")
+    return failure["task_id"]

@@ -5,7 +5,7 @@
 - :mod:`.querysets` and :mod:`.manager`: their named states and 1.2.8's manager;
 - :mod:`.worker`: ``WorkerProcess``; :mod:`.schedule`: ``Schedule``, ``ScheduleFire``;
 - :mod:`.sample`: ``QueueSample``; :mod:`.queue`: ``PausedQueue``;
-- :mod:`.limits`: ``ConcurrencySlot``.
+- :mod:`.limits`: ``ConcurrencySlot``; :mod:`.workflow`: ``Workflow``, ``WorkflowNode``.
 
 Django loads them through :mod:`background_task.models`, the app's models module.
 """
@@ -32,6 +32,7 @@ from background_task.store.models.task import (
     tasks_from_db,
 )
 from background_task.store.models.worker import WorkerProcess, WorkerProcessQuerySet
+from background_task.store.models.workflow import Workflow, WorkflowNode
 
 __all__ = [
     "QUEUE_MAX_LENGTH",
@@ -52,6 +53,8 @@ __all__ = [
     "TaskQuerySet",
     "WorkerProcess",
     "WorkerProcessQuerySet",
+    "Workflow",
+    "WorkflowNode",
     "build_task",
     "find_task",
     "new_task_id",

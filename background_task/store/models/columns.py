@@ -98,6 +98,8 @@ class TaskColumns(models.Model):
     # Context integrations attach when the task is queued and read when it runs
     # (an OpenTelemetry trace context, say); None for most tasks.
     headers = models.JSONField(null=True, blank=True)
+    # The workflow node this task is a step of (WorkflowNode id); None for most.
+    step_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         abstract = True
