@@ -6,6 +6,8 @@ test runs its enqueue and its final checks through this script:
 
     python tests/chaos_remote.py enqueue TOTAL SEED
     python tests/chaos_remote.py check TOTAL < {"killed_at": {...}, "outages": [...]}
+    python tests/chaos_remote.py enqueue-workflows COUNT
+    python tests/chaos_remote.py check-workflows COUNT
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ import django
 
 django.setup()
 
-from tests import chaos  # noqa: E402
+from tests import chaos, chaos_workflows  # noqa: E402
 
 
 def main() -> None:
     command, total = sys.argv[1], int(sys.argv[2])
     if command == "enqueue":
         chaos.enqueue(total, random.Random(int(sys.argv[3])))
+        return
+    if command == "enqueue-workflows":
+        chaos_workflows.enqueue(total)
+        return
+    if command == "check-workflows":
+        print(json.dumps(chaos_workflows.check(total)))
         return
     state = json.load(sys.stdin)
     killed_at = {int(pid): datetime.fromisoformat(at) for pid, at in state["killed_at"].items()}

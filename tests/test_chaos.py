@@ -17,6 +17,7 @@ from datetime import datetime
 import pytest
 
 from background_task import status
+from tests import chaos_workflows
 from tests.chaos import CHAOS_ENV, QUEUE, Chaos, UniqueCalls, check, drive, enqueue
 from tests.conftest import ROOT, subprocess_env
 from tests.scratch_servers import SERVERS, ScratchServer
@@ -138,4 +139,73 @@ def test_a_database_restart_mid_run_loses_nothing_and_never_overlaps(
         f"tasks={figures['tasks']} kills={chaos.kills} restarts={len(outages)} "
         f"re-executions={figures['re-executions']} overlaps={figures['overlaps']} "
         f"lost={figures['lost']}"
+    )
+
+
+WORKFLOWS = int(os.environ.get("BGTASK_CHAOS_WORKFLOWS", "500"))
+
+
+def test_workflows_survive_random_kills(start_worker, tmp_path):
+    """500 mixed chains and groups while workers are SIGKILLed at random (one
+    group whole) and one group is stopped: every workflow finishes, every
+    step ran, every callback was recorded exactly once."""
+    seed = int(os.environ.get("BGTASK_CHAOS_SEED", random.randrange(1 << 30)))
+    chaos_workflows.enqueue(WORKFLOWS)
+    chaos = Chaos(
+        start_worker,
+        subprocess_env(**CHAOS_ENV),
+        random.Random(seed),
+        str(tmp_path),
+        queues=chaos_workflows.QUEUE,
+    )
+    chaos.start_group()
+    chaos.start_group()
+    drive(chaos, WORKFLOWS, timeout=240, count_done=chaos_workflows.done)
+    chaos.stop()
+    with chaos.explained(seed):
+        figures = chaos_workflows.check(WORKFLOWS)
+    print(
+        f"\nworkflow chaos (seed {seed}): workflows={figures['workflows']} "
+        f"steps={figures['steps']} kills={chaos.kills} "
+        f"re-executions={figures['re-executions']} callbacks={figures['callbacks']}"
+    )
+
+
+def test_workflows_survive_a_database_restart(start_worker, scratch_server, tmp_path):
+    """The same workflows while workers are killed and the database restarts."""
+    seed = int(os.environ.get("BGTASK_CHAOS_SEED", random.randrange(1 << 30)))
+    remote(scratch_server, "tests/chaos_remote.py", "enqueue-workflows", str(WORKFLOWS))
+    chaos = Chaos(
+        start_worker,
+        subprocess_env(**CHAOS_ENV, **scratch_server.env()),
+        random.Random(seed),
+        str(tmp_path),
+        queues=chaos_workflows.QUEUE,
+    )
+    chaos.start_group()
+    chaos.start_group()
+
+    def count_done() -> int:
+        return scratch_server.count(
+            "SELECT count(*) FROM background_task_workflow WHERE status = %s", ["done"]
+        )
+
+    outages: list[tuple[datetime, datetime]] = []
+    drive(
+        chaos,
+        WORKFLOWS,
+        timeout=240,
+        count_done=count_done,
+        extra=lambda: outages.append(scratch_server.restart()),
+    )
+    chaos.stop()
+    assert outages, "the server was never restarted"
+    with chaos.explained(seed):
+        figures = json.loads(
+            remote(scratch_server, "tests/chaos_remote.py", "check-workflows", str(WORKFLOWS))
+        )
+    print(
+        f"\nworkflow chaos with a {scratch_server.backend} restart (seed {seed}): "
+        f"workflows={figures['workflows']} steps={figures['steps']} kills={chaos.kills} "
+        f"restarts={len(outages)} re-executions={figures['re-executions']}"
     )

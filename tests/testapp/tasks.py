@@ -466,3 +466,18 @@ def wf_failure_handler(failure: dict) -> str:
     """An ``on_failure`` step: records which step failed and why."""
     _record("wf_failure_handler", f"{failure['task_name']}|{failure['message']}")
     return failure["task_id"]
+
+
+@background(queue="wf-chaos", retry_delay=0, max_attempts=50, ttl=3600)
+def wf_step(key: str, millis: int = 2) -> str:
+    """A chaos workflow's step: records itself (each run) and returns its key."""
+    _record("wf_step", key)
+    time.sleep(millis / 1000)
+    return key
+
+
+@background(queue="wf-chaos", retry_delay=0, max_attempts=50, ttl=3600, atomic=True)
+def wf_callback(results: object, key: str) -> str:
+    """A chaos workflow's callback: atomic, so its record commits once, with its success."""
+    _record("wf_callback", key)
+    return key
