@@ -123,6 +123,18 @@ SCENARIOS.update(
             "the history in batches",
         ),
         "history_pruned": ("rows/s", None, "history rows prune_tasks deleted meanwhile"),
+        "fanout": (
+            "tasks/s",
+            "drain_2p",
+            "a workflow group of --size no-op steps and a then, 2 worker processes: members "
+            "per second between the first start and the last end",
+        ),
+        "fanout_start": (
+            "tasks/s",
+            "enqueue_bulk",
+            "group(...).start() of those --size steps: steps stored per second",
+        ),
+        "fanout_callback": ("ms", None, "from the last member's end to the start of the then"),
     }
 )
 # Scenarios that run only when --only names them (they take minutes).
@@ -361,6 +373,10 @@ def reset() -> None:
                 cursor.execute(f"DELETE FROM {table}")
             else:
                 cursor.execute(f"TRUNCATE TABLE {table}")
+        # Workflows (fanout): parents first lose their children, which MySQL checks row by row.
+        cursor.execute("UPDATE background_task_workflownode SET parent_id = NULL")
+        cursor.execute("DELETE FROM background_task_workflownode")
+        cursor.execute("DELETE FROM background_task_workflow")
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM")
@@ -636,6 +652,35 @@ def make_drain(processes: int) -> Callable[[int], float]:
         return drained_rate(size)
 
     return scenario
+
+
+def scenario_fanout(size: int) -> float:
+    """A group of ``size`` no-op steps with a ``then``, drained by 2 processes."""
+    from django.db.models import Max, Min
+
+    from background_task import group
+    from background_task.models import CompletedTask, WorkflowNode
+    from benchmarks.benchapp.tasks import noop
+
+    started = time.perf_counter()
+    workflow = group(*(noop.si(i) for i in range(size)), then=noop.si(-1)).start()
+    EXTRA["fanout_start"].append(size / (time.perf_counter() - started))
+    analyze()
+    run_workers(2)
+    workflow.refresh()
+    if workflow.status != "done":
+        raise RuntimeError(f"the fan-out workflow ended {workflow.status!r}")
+    nodes = WorkflowNode.objects.filter(workflow=workflow)
+    members = CompletedTask.objects.filter(
+        status="done", step_id__in=nodes.filter(role="member").values("pk")
+    )
+    count = members.count()
+    if count != size:
+        raise RuntimeError(f"expected {size} finished members, found {count}")
+    span = members.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    then = CompletedTask.objects.get(task_id=nodes.get(role="then").task_id)
+    EXTRA["fanout_callback"].append((then.started_at - span["last"]).total_seconds() * 1000)
+    return size / max((span["last"] - span["first"]).total_seconds(), 1e-6)
 
 
 def scenario_drain_io(size: int) -> float:
@@ -1202,6 +1247,8 @@ EXTRA: dict[str, list[float]] = {
     "drain_rated_peak": [],
     "drain_rated_1000_peak": [],
     "async_rss": [],
+    "fanout_start": [],
+    "fanout_callback": [],
 }
 for _steady in sorted(OPT_IN):
     for _suffix in STEADY_FIGURES:
@@ -1246,6 +1293,7 @@ def child(args: argparse.Namespace) -> int:
         "steady_80": make_steady("steady_80", fraction=0.8),
         "steady_1500": make_steady("steady_1500", rate=1500.0, processes=1, producers=1),
         "history": scenario_history,
+        "fanout": scenario_fanout,
     }
     only = set(args.only.split(",")) if args.only else None
     results: dict[str, list[float]] = {}

@@ -45,7 +45,7 @@ from background_task.runtime.reports import writer_for
 from background_task.runtime.slots import TaskSlots
 from background_task.store import limits, rates
 from background_task.store.deleting import delete_claimed
-from background_task.store.hooks import step_finished
+from background_task.store.hooks import steps_finished
 from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
 from background_task.store.routing import queue_alias
@@ -405,12 +405,7 @@ class TaskExecutor:
                     encoded = encode_result(
                         value, task, strict=self.wants_result(task) or invocation.strict_result
                     )
-                    if (
-                        defer_success
-                        and invocation.deferrable
-                        and task.step_id is None
-                        and self.can_defer_successes()
-                    ):
+                    if defer_success and invocation.deferrable and self.can_defer_successes():
                         with self._pending_lock:
                             self.pending.append((task, encoded, self.clock()))
                         result = "done"
@@ -605,6 +600,13 @@ class TaskExecutor:
                 ],
                 using=self.using,
             )
+            steps = [
+                self._completed(task, finished, status=status.DONE, result_json=result)
+                for task, result, finished in pending
+                if task.step_id is not None
+            ]
+            if steps:  # workflows' steps: queue what follows
+                steps_finished.get()(steps, self.using, pending[-1][2])
             repetitions = [
                 repetition
                 for task, _, finished in pending
@@ -661,7 +663,7 @@ class TaskExecutor:
             self._delete_claimed(task)
             completed.save(using=self.using, force_insert=True)
             if task.step_id is not None:  # a workflow's step: queue what follows
-                step_finished.get()(completed, self.using, now)
+                steps_finished.get()([completed], self.using, now)
             repetition = task.next_repetition(now)
             if repetition is not None:
                 repetition.save(using=self.using, force_insert=True)

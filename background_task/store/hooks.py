@@ -17,10 +17,12 @@ enqueue_by_name: Hook[Callable[..., Any]] = Hook(
     "Task.objects.enqueue()", "background_task.api.registry"
 )
 
-#: Settles a workflow step whose task ended for good and queues what follows,
-#: inside the transaction that records the task's outcome; the workflow
+#: Settles workflow steps whose tasks ended for good and queues what follows,
+#: inside the transaction that records the tasks' outcomes; the workflow
 #: engine (:mod:`background_task.store.workflows`) provides it.
-step_finished: Hook[Callable[..., None]] = Hook("workflow steps", "background_task.store.workflows")
+steps_finished: Hook[Callable[..., None]] = Hook(
+    "workflow steps", "background_task.store.workflows"
+)
 
 #: Cancels a workflow's unfinished steps (``Workflow.cancel()``); the workflow
 #: engine provides it.

@@ -1,7 +1,7 @@
 """Advancing workflows, inside the transactions that record their steps.
 
 When a step's task is moved to the history (done, failed for good or
-cancelled), :func:`step_finished` runs in that same transaction: it settles
+cancelled), :func:`steps_finished` runs in that same transaction: it settles
 the step's node and queues what comes next. A worker killed between the two
 therefore never loses a step nor queues one twice. Every change of a node is
 a compare-and-set UPDATE on its state (``STARTED`` to an outcome, a group's
@@ -27,13 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from background_task.core import status
 from background_task.core.serialization import loads_params
 from background_task.store.hooks import cancel_workflow as cancel_workflow_hook
-from background_task.store.hooks import step_finished as step_finished_hook
+from background_task.store.hooks import steps_finished as steps_finished_hook
 from background_task.store.models import CompletedTask, Task, Workflow, WorkflowNode, build_task
 from background_task.store.models.workflow import (
     CANCELLED,
@@ -118,8 +118,15 @@ def start_node(node: WorkflowNode, given: str | None, has_input: bool, plan: Pla
         return False
     if not members:
         _group_succeeded(node, plan)
+    # The group's task members start together: one UPDATE, one bulk INSERT.
+    WorkflowNode.objects.using(using).filter(
+        parent=node, role=MEMBER, kind=TASK, status=PENDING
+    ).update(status=STARTED)
     for member in members:
-        start_node(member, given, has_input, plan)
+        if member.kind == TASK:
+            plan.tasks.append(_task_of(member, given, has_input, plan.now))
+        else:
+            start_node(member, given, has_input, plan)
     return True
 
 
@@ -144,16 +151,69 @@ def _task_of(node: WorkflowNode, given: str | None, has_input: bool, now: dateti
     return task
 
 
-def step_finished(completed: CompletedTask, using: str, now: datetime) -> None:
-    """A step's task ended for good: ``completed`` is its history row, saved in
-    the transaction this runs in. Settle its node and queue what follows."""
-    outcome = OUTCOMES.get(completed.status)
-    node = WorkflowNode.objects.using(using).filter(pk=completed.step_id or 0).first()
-    if outcome is None or node is None:
+def steps_finished(rows: list[CompletedTask], using: str, now: datetime) -> None:
+    """Steps' tasks ended for good: ``rows`` are their history rows, saved in
+    the transaction this runs in (one, or a worker's batch of successes).
+    Settle their nodes and queue what follows.
+
+    A batch costs a few statements whatever its size: the nodes and their
+    parents are read at once, settled in one UPDATE per outcome, and the
+    members of one group that succeeded count it down together."""
+    completed = {row.step_id: row for row in rows if row.status in OUTCOMES and row.step_id}
+    nodes = list(
+        WorkflowNode.objects.using(using)
+        .filter(pk__in=list(completed), status=STARTED)
+        .only("pk", "workflow_id", "parent_id", "kind", "role", "position", "status")
+    )
+    if not nodes:
         return
+    parent_ids = {node.parent_id for node in nodes if node.parent_id is not None}
+    parents = WorkflowNode.objects.using(using).in_bulk(list(parent_ids)) if parent_ids else {}
     plan = Plan(using, now)
-    _settle_and_follow(node, outcome, completed.result_json, plan, error=completed)
+    for outcome in {OUTCOMES[completed[node.pk].status] for node in nodes}:
+        _settle_all(
+            [node for node in nodes if OUTCOMES[completed[node.pk].status] == outcome],
+            outcome,
+            completed,
+            plan,
+        )
+    counted: dict[int, int] = {}  # group -> members of it that succeeded here
+    for node in nodes:
+        row = completed[node.pk]
+        parent = parents.get(node.parent_id) if node.parent_id is not None else None
+        node.parent = parent
+        if (
+            parent is not None
+            and parent.kind == GROUP
+            and node.role == MEMBER
+            and node.status == DONE
+        ):
+            counted[parent.pk] = counted.get(parent.pk, 0) + 1
+        else:
+            _follow(node, node.status, plan, row)
+    for group_pk, count in counted.items():
+        _group_members_done(parents[group_pk], count, plan)
     plan.apply()
+
+
+def _settle_all(
+    nodes: list[WorkflowNode], outcome: str, completed: dict[int, CompletedTask], plan: Plan
+) -> None:
+    """Settle ``nodes`` with ``outcome`` and their tasks' results, in one UPDATE."""
+    results = {node.pk: completed[node.pk].result_json for node in nodes}
+    given = {pk: text for pk, text in results.items() if text is not None}
+    value: Any = None
+    if given:
+        value = Case(
+            *(When(pk=pk, then=Value(text)) for pk, text in given.items()),
+            default=Value(None),
+            output_field=TextField(),
+        )
+    WorkflowNode.objects.using(plan.using).filter(
+        pk__in=[node.pk for node in nodes], status=STARTED
+    ).update(status=outcome, result_json=value, finished_at=plan.now)
+    for node in nodes:
+        node.status, node.result_json = outcome, results[node.pk]
 
 
 def _settle(node: WorkflowNode, outcome: str, result_json: str | None, plan: Plan) -> bool:
@@ -179,13 +239,12 @@ def _settle_and_follow(
 
 def _follow(node: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask | None) -> None:
     """What ``node``'s outcome means for its parent (or, at the root, the workflow)."""
-    using = plan.using
-    if node.parent_id is None:
+    parent = node.parent
+    if parent is None:
         _finish_workflow(node, outcome, plan)
         return
     if node.role == ON_FAILURE:
         return  # its group had failed already
-    parent = WorkflowNode.objects.using(using).get(pk=node.parent_id)
     if node.role == THEN:
         _settle_and_follow(parent, outcome, node.result_json, plan, error)
         return
@@ -212,23 +271,29 @@ def _chain_member_ended(
     _settle_and_follow(chain, outcome, None, plan, error)
 
 
+def _group_members_done(group: WorkflowNode, count: int, plan: Plan) -> None:
+    """``count`` members of ``group`` succeeded: count it down; the batch that
+    takes it to 0 (one only: the UPDATE holds the row until this transaction
+    ends) finishes the group."""
+    rows = WorkflowNode.objects.using(plan.using).filter(
+        pk=group.pk, status=STARTED, remaining__gte=count
+    )
+    if not rows.update(remaining=F("remaining") - count):
+        return  # it failed or was cancelled meanwhile
+    left = (
+        WorkflowNode.objects.using(plan.using).values_list("remaining", flat=True).get(pk=group.pk)
+    )
+    if left == 0:
+        _group_succeeded(group, plan)
+
+
 def _group_member_ended(
     group: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask | None
 ) -> None:
-    rows = WorkflowNode.objects.using(plan.using).filter(pk=group.pk, status=STARTED)
     if outcome == DONE:
-        # Count down; the member that takes it to 0 (one only: the UPDATE
-        # holds the row until this transaction ends) finishes the group.
-        if not rows.filter(remaining__gt=0).update(remaining=F("remaining") - 1):
-            return
-        left = (
-            WorkflowNode.objects.using(plan.using)
-            .values_list("remaining", flat=True)
-            .get(pk=group.pk)
-        )
-        if left == 0:
-            _group_succeeded(group, plan)
+        _group_members_done(group, 1, plan)
         return
+    rows = WorkflowNode.objects.using(plan.using).filter(pk=group.pk, status=STARTED)
     if not rows.update(status=FAILED, finished_at=plan.now):
         return  # it had failed already: its on_failure was queued then
     group.status = FAILED
@@ -303,5 +368,5 @@ def cancel_workflow(workflow: Workflow) -> bool:
     return True
 
 
-step_finished_hook.register(step_finished)
+steps_finished_hook.register(steps_finished)
 cancel_workflow_hook.register(cancel_workflow)
