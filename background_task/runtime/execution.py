@@ -45,7 +45,7 @@ from background_task.runtime.reports import writer_for
 from background_task.runtime.slots import TaskSlots
 from background_task.store import limits, rates
 from background_task.store.deleting import delete_claimed
-from background_task.store.hooks import steps_finished
+from background_task.store.hooks import StepEnded, steps_finished
 from background_task.store.inserting import insert_history
 from background_task.store.models import CompletedTask, Task, TaskQuerySet
 from background_task.store.routing import queue_alias
@@ -601,7 +601,9 @@ class TaskExecutor:
                 using=self.using,
             )
             steps = [
-                self._completed(task, finished, status=status.DONE, result_json=result)
+                StepEnded(
+                    task.step_id, status.DONE, result, task.task_id, task.task_name, task.errors
+                )
                 for task, result, finished in pending
                 if task.step_id is not None
             ]
@@ -663,7 +665,7 @@ class TaskExecutor:
             self._delete_claimed(task)
             completed.save(using=self.using, force_insert=True)
             if task.step_id is not None:  # a workflow's step: queue what follows
-                steps_finished.get()([completed], self.using, now)
+                steps_finished.get()([StepEnded.of(completed)], self.using, now)
             repetition = task.next_repetition(now)
             if repetition is not None:
                 repetition.save(using=self.using, force_insert=True)

@@ -7,7 +7,7 @@ without loading the models.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from background_task.core.hooks import Hook
 
@@ -16,6 +16,23 @@ from background_task.core.hooks import Hook
 enqueue_by_name: Hook[Callable[..., Any]] = Hook(
     "Task.objects.enqueue()", "background_task.api.registry"
 )
+
+
+class StepEnded(NamedTuple):
+    """How a workflow step's task ended, as the workflow engine is told."""
+
+    step_id: int
+    status: str  # the task's: done, error or cancelled
+    result_json: str | None
+    task_id: str
+    task_name: str
+    errors: list[Any] | None
+
+    @classmethod
+    def of(cls, row: Any) -> StepEnded:
+        """From a finished task's history row."""
+        return cls(row.step_id, row.status, row.result_json, row.task_id, row.task_name, row.errors)
+
 
 #: Settles workflow steps whose tasks ended for good and queues what follows,
 #: inside the transaction that records the tasks' outcomes; the workflow

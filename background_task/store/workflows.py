@@ -32,9 +32,10 @@ from django.utils import timezone
 
 from background_task.core import status
 from background_task.core.serialization import loads_params
+from background_task.store.hooks import StepEnded
 from background_task.store.hooks import cancel_workflow as cancel_workflow_hook
 from background_task.store.hooks import steps_finished as steps_finished_hook
-from background_task.store.models import CompletedTask, Task, Workflow, WorkflowNode, build_task
+from background_task.store.models import Task, Workflow, WorkflowNode, build_task
 from background_task.store.models.workflow import (
     CANCELLED,
     CHAIN,
@@ -63,6 +64,8 @@ STEP_OPTIONS = (
     "result_ttl",
     "retry_delay",
 )
+#: The columns of a node that deciding what follows reads.
+NODE_FIELDS = ("id", "workflow_id", "parent_id", "kind", "role", "position", "status")
 #: Limits copied onto a step's task as they are (keys computed when the workflow was built).
 LIMIT_COLUMNS = ("concurrency_key", "concurrency_limit", "rate_key", "rate_limit")
 
@@ -151,9 +154,9 @@ def _task_of(node: WorkflowNode, given: str | None, has_input: bool, now: dateti
     return task
 
 
-def steps_finished(rows: list[CompletedTask], using: str, now: datetime) -> None:
-    """Steps' tasks ended for good: ``rows`` are their history rows, saved in
-    the transaction this runs in (one, or a worker's batch of successes).
+def steps_finished(rows: list[StepEnded], using: str, now: datetime) -> None:
+    """Steps' tasks ended for good (their history rows are saved in the
+    transaction this runs in: one, or a worker's batch of successes).
     Settle their nodes and queue what follows.
 
     A batch costs a few statements whatever its size: the nodes and their
@@ -163,12 +166,11 @@ def steps_finished(rows: list[CompletedTask], using: str, now: datetime) -> None
     nodes = list(
         WorkflowNode.objects.using(using)
         .filter(pk__in=list(completed), status=STARTED)
-        .only("pk", "workflow_id", "parent_id", "kind", "role", "position", "status")
+        .select_related("parent")
+        .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
     )
     if not nodes:
         return
-    parent_ids = {node.parent_id for node in nodes if node.parent_id is not None}
-    parents = WorkflowNode.objects.using(using).in_bulk(list(parent_ids)) if parent_ids else {}
     plan = Plan(using, now)
     for outcome in {OUTCOMES[completed[node.pk].status] for node in nodes}:
         _settle_all(
@@ -178,10 +180,10 @@ def steps_finished(rows: list[CompletedTask], using: str, now: datetime) -> None
             plan,
         )
     counted: dict[int, int] = {}  # group -> members of it that succeeded here
+    parents = {node.parent.pk: node.parent for node in nodes if node.parent is not None}
     for node in nodes:
         row = completed[node.pk]
-        parent = parents.get(node.parent_id) if node.parent_id is not None else None
-        node.parent = parent
+        parent = node.parent
         if (
             parent is not None
             and parent.kind == GROUP
@@ -197,7 +199,7 @@ def steps_finished(rows: list[CompletedTask], using: str, now: datetime) -> None
 
 
 def _settle_all(
-    nodes: list[WorkflowNode], outcome: str, completed: dict[int, CompletedTask], plan: Plan
+    nodes: list[WorkflowNode], outcome: str, completed: dict[int, StepEnded], plan: Plan
 ) -> None:
     """Settle ``nodes`` with ``outcome`` and their tasks' results, in one UPDATE."""
     results = {node.pk: completed[node.pk].result_json for node in nodes}
@@ -231,13 +233,13 @@ def _settle_and_follow(
     outcome: str,
     result_json: str | None,
     plan: Plan,
-    error: CompletedTask | None = None,
+    error: StepEnded | None = None,
 ) -> None:
     if _settle(node, outcome, result_json, plan):
         _follow(node, outcome, plan, error)
 
 
-def _follow(node: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask | None) -> None:
+def _follow(node: WorkflowNode, outcome: str, plan: Plan, error: StepEnded | None) -> None:
     """What ``node``'s outcome means for its parent (or, at the root, the workflow)."""
     parent = node.parent
     if parent is None:
@@ -255,7 +257,7 @@ def _follow(node: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask |
 
 
 def _chain_member_ended(
-    chain: WorkflowNode, member: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask | None
+    chain: WorkflowNode, member: WorkflowNode, outcome: str, plan: Plan, error: StepEnded | None
 ) -> None:
     later = WorkflowNode.objects.using(plan.using).filter(
         parent=chain, role=MEMBER, position__gt=member.position
@@ -272,23 +274,19 @@ def _chain_member_ended(
 
 
 def _group_members_done(group: WorkflowNode, count: int, plan: Plan) -> None:
-    """``count`` members of ``group`` succeeded: count it down; the batch that
-    takes it to 0 (one only: the UPDATE holds the row until this transaction
-    ends) finishes the group."""
-    rows = WorkflowNode.objects.using(plan.using).filter(
-        pk=group.pk, status=STARTED, remaining__gte=count
-    )
-    if not rows.update(remaining=F("remaining") - count):
-        return  # it failed or was cancelled meanwhile
-    left = (
-        WorkflowNode.objects.using(plan.using).values_list("remaining", flat=True).get(pk=group.pk)
-    )
-    if left == 0:
+    """``count`` members of ``group`` succeeded: count it down. The batch that
+    takes it to 0 (one only: each UPDATE holds the row until its transaction
+    ends) finishes the group; the others cost one UPDATE."""
+    rows = WorkflowNode.objects.using(plan.using).filter(pk=group.pk, status=STARTED)
+    if rows.filter(remaining__gt=count).update(remaining=F("remaining") - count):
+        return
+    if rows.filter(remaining=count).update(remaining=0):
         _group_succeeded(group, plan)
+    # else it failed or was cancelled meanwhile
 
 
 def _group_member_ended(
-    group: WorkflowNode, outcome: str, plan: Plan, error: CompletedTask | None
+    group: WorkflowNode, outcome: str, plan: Plan, error: StepEnded | None
 ) -> None:
     if outcome == DONE:
         _group_members_done(group, 1, plan)
@@ -305,7 +303,7 @@ def _group_member_ended(
     _follow(group, FAILED, plan, error)
 
 
-def _failure_of(task: CompletedTask | None) -> dict[str, Any]:
+def _failure_of(task: StepEnded | None) -> dict[str, Any]:
     """What an ``on_failure`` step receives: the failed step's task and error."""
     if task is None:
         return {}

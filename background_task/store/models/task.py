@@ -34,7 +34,7 @@ from background_task.core.progress import Progress
 from background_task.core.recurrence import get_timezone
 from background_task.core.schedules import next_calendar_repetition, next_repetition
 from background_task.core.serialization import loads_params
-from background_task.store.hooks import steps_finished
+from background_task.store.hooks import StepEnded, steps_finished
 from background_task.store.models import legacy
 from background_task.store.models.columns import TaskColumns
 from background_task.store.models.manager import TaskManager
@@ -519,7 +519,7 @@ def _cancel(task: BaseTask, force: bool) -> bool:
             if deleted:
                 cancelled.save(using=using, force_insert=True)
                 if row.step_id is not None:  # a workflow's step: it ends there
-                    steps_finished.get()([cancelled], using, now)
+                    steps_finished.get()([StepEnded.of(cancelled)], using, now)
         if deleted:
             control_logger.info("Task %s (%s) cancelled before it ran.", row.task_id, row.task_name)
             task.status = status.CANCELLED
