@@ -147,3 +147,40 @@ def test_step_options_apply_to_the_queued_task():
     first = Task.objects.get()
     assert (first.queue, first.priority, first.step_id is not None) == ("fast", 7, True)
     assert workflow.nodes.get(position=1).options["timeout"] == 30
+
+
+def test_the_admin_draws_the_steps_and_the_endpoints_report_them(
+    start_worker, admin_client, settings
+):
+    workflow = group(add.si(1, 1), fail.si(2), then=total.s(), on_failure=handler.s()).start()
+    _run(start_worker)
+    page = admin_client.get(
+        f"/admin/background_task/workflow/{workflow.pk}/change/"
+    ).content.decode()
+    assert '<svg class="bgtask-workflow"' in page
+    assert page.count('class="bgtask-step bgtask-done"') == 2  # add and the handler
+    assert 'class="bgtask-step bgtask-failed"' in page
+    assert 'class="bgtask-step bgtask-cancelled"' in page  # then
+    assert "on failure:" in page
+    listing = admin_client.get("/admin/background_task/workflow/").content.decode()
+    assert workflow.workflow_id in listing
+    answer = admin_client.get(f"/tasks/workflows/{workflow.workflow_id}/").json()
+    assert answer["status"] == "failed" and len(answer["steps"]) == 5
+    assert {step["role"] for step in answer["steps"]} == {"member", "then", "on_failure"}
+    assert admin_client.get("/tasks/workflows/nope/").status_code == 404
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("task_status", stdout=out)
+    assert "Workflows: 0 running; in the last hour 0 done, 1 failed, 0 cancelled" in out.getvalue()
+
+
+def test_a_large_group_is_drawn_with_its_first_members_and_a_count():
+    from background_task.web.workflow_chart import MEMBERS_SHOWN, workflow_svg
+
+    workflow = group(*(add.si(n, n) for n in range(40))).start()
+    svg = workflow_svg(list(workflow.nodes.all()))
+    assert svg.count("bgtask-step") == MEMBERS_SHOWN
+    assert f"+{40 - MEMBERS_SHOWN} more: {40 - MEMBERS_SHOWN} started" in svg

@@ -15,7 +15,8 @@ from django.db.models import Count, Min, Q
 from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.store import pausing
-from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess
+from background_task.store.models import CompletedTask, Schedule, Task, WorkerProcess, Workflow
+from background_task.store.models.workflow import STARTED
 from background_task.store.routing import queue_alias
 
 
@@ -79,8 +80,27 @@ def snapshot(now: datetime, using: str | None = None) -> dict[str, Any]:
         "finished_last_hour": finished["hour"],
         "workers": workers(now, using),
         "running_tasks": running_tasks(now, using),
+        "workflows": workflows(now, using),
         "schedules": schedules(using),
     }
+
+
+def workflows(now: datetime, using: str | None = None) -> dict[str, int]:
+    """Workflows still running, and those that finished in the last hour by outcome."""
+    using = queue_alias(using)
+    rows = Workflow.objects.using(using)
+    found = {"started": rows.filter(status=STARTED).count()}
+    recent = (
+        rows.filter(finished_at__gte=now - timedelta(hours=1))
+        .values("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for outcome in ("done", "failed", "cancelled"):
+        found[f"{outcome}_last_hour"] = 0
+    for row in recent:
+        found[f"{row['status']}_last_hour"] = row["n"]
+    return found
 
 
 RUNNING_SHOWN = 20  # running tasks a snapshot lists, the longest-running first

@@ -26,8 +26,10 @@ from background_task.store.models import (
     Schedule,
     Task,
     WorkerProcess,
+    Workflow,
 )
 from background_task.web import dashboard
+from background_task.web.workflow_chart import workflow_svg
 
 
 def pretty_params(obj: Task | CompletedTask) -> str:
@@ -380,6 +382,54 @@ class ScheduleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             self.message_user(
                 request, f"Queued {schedule.task_name} ({task.task_id}).", messages.SUCCESS
             )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.action(description="Cancel the selected workflows", permissions=["change"])
+def cancel_workflows(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+    """Steps not started never run; waiting steps are cancelled, running ones asked to stop."""
+    cancelled = sum(1 for workflow in queryset if workflow.cancel())
+    modeladmin.message_user(request, f"{cancelled} workflow(s) cancelled.", messages.SUCCESS)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Workflows, each with a drawing of its steps and their states."""
+
+    list_display = ["workflow_id", "status", "created_at", "finished_at", "steps"]
+    list_filter = ["status"]
+    search_fields = ["workflow_id"]
+    readonly_fields = [
+        "workflow_id",
+        "status",
+        "created_at",
+        "finished_at",
+        "results",
+        "steps_chart",
+    ]
+    exclude = ["result_json"]
+    actions = [cancel_workflows]
+    list_per_page = 50
+    show_full_result_count = False
+
+    @admin.display(description="steps")
+    def steps(self, obj: Workflow) -> int:
+        return obj.nodes.filter(kind="task").count()
+
+    @admin.display(description="results")
+    def results(self, obj: Workflow) -> str:
+        if obj.result_json is None:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(obj.results, indent=2, sort_keys=True))
+
+    @admin.display(description="steps and their states")
+    def steps_chart(self, obj: Workflow) -> str:
+        nodes = obj.nodes.only(
+            "id", "parent_id", "kind", "role", "position", "status", "task_name", "task_id"
+        )
+        return workflow_svg(list(nodes))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

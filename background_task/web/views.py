@@ -17,9 +17,10 @@ from background_task.core import status
 from background_task.core.conf import app_settings
 from background_task.core.exceptions import TaskNotFound
 from background_task.store import stats
-from background_task.store.models import BaseTask, CompletedTask, Task, find_task
+from background_task.store.models import BaseTask, CompletedTask, Task, Workflow, find_task
 
 MAX_LIST = 100  # rows a list request returns at most
+MAX_STEPS = 1000  # steps a workflow's answer lists at most
 
 
 def _iso(value: Any) -> str | None:
@@ -124,3 +125,47 @@ def task_list(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"tasks": tasks, "count": len(tasks), "paused_queues": stats.paused_queues()}
     )
+
+
+def describe_workflow(workflow: Workflow, details: bool) -> dict[str, Any]:
+    """The JSON form of a workflow and its steps; results only with ``details``."""
+    steps = [
+        {
+            "step": node.pk,
+            "parent": node.parent_id,
+            "kind": node.kind,
+            "role": node.role,
+            "position": node.position,
+            "status": node.status,
+            "task_name": node.task_name,
+            "task_id": node.task_id,
+        }
+        for node in workflow.nodes.order_by("id").only(
+            "id", "parent_id", "kind", "role", "position", "status", "task_name", "task_id"
+        )[:MAX_STEPS]
+    ]
+    data: dict[str, Any] = {
+        "workflow_id": workflow.workflow_id,
+        "status": workflow.status,
+        "ready": workflow.ready,
+        "created_at": _iso(workflow.created_at),
+        "finished_at": _iso(workflow.finished_at),
+        "steps": steps,
+        "steps_truncated": len(steps) == MAX_STEPS,
+    }
+    if details:
+        data["results"] = workflow.results
+    return data
+
+
+@require_GET
+def workflow_status(request: HttpRequest, workflow_id: str) -> JsonResponse:
+    """``GET <prefix>/workflows/<workflow_id>/``: a workflow and its steps."""
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    workflow = Workflow.objects.filter(workflow_id=workflow_id).first()
+    if workflow is None:
+        return JsonResponse({"error": f"No workflow with id {workflow_id!r}."}, status=404)
+    details = bool(app_settings.STATUS_DETAILS_PERMISSION(request, workflow))
+    return JsonResponse(describe_workflow(workflow, details))

@@ -121,6 +121,12 @@ def render(data: dict[str, Any]) -> str:
     if worker_rows:
         headers = ["worker", "kind", "heartbeat", "running", "queues"]
         lines += ["  " + line for line in _table(headers, worker_rows)]
+    flows = data.get("workflows")
+    if flows:
+        lines.append(
+            f"Workflows: {flows['started']} running; in the last hour {flows['done_last_hour']} "
+            f"done, {flows['failed_last_hour']} failed, {flows['cancelled_last_hour']} cancelled"
+        )
     running = data.get("running_tasks", [])
     if running:
         lines.append("Running (longest first):")

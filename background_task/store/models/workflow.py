@@ -48,6 +48,7 @@ class Workflow(models.Model):
     class Meta:
         db_table = "background_task_workflow"
         ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "finished_at"], name="bgtask_workflow_state")]
 
     def __str__(self) -> str:
         return f"workflow {self.workflow_id} ({self.status})"
