@@ -184,3 +184,20 @@ def test_a_large_group_is_drawn_with_its_first_members_and_a_count():
     svg = workflow_svg(list(workflow.nodes.all()))
     assert svg.count("bgtask-step") == MEMBERS_SHOWN
     assert f"+{40 - MEMBERS_SHOWN} more: {40 - MEMBERS_SHOWN} started" in svg
+
+
+def test_eager_mode_runs_the_steps_as_they_are_queued():
+    from background_task.testing import run_immediately
+
+    with run_immediately():
+        workflow = chain(group(add.si(1, 2), add.si(3, 4)), total.s(extra=1)).start()
+    assert workflow.refresh().status == "done" and workflow.results == 11
+    assert not Task.objects.exists()
+
+
+def test_async_steps_run_on_the_workers_event_loop(start_worker):
+    workflow = chain(add.si(1, 1), fixtures.async_record.si("in a chain"), add.si(2, 2)).start()
+    _run(start_worker)
+    workflow.refresh()
+    assert workflow.status == "done" and workflow.results == 4
+    assert _keys("async_record") == ["in a chain"]

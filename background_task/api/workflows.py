@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
+from background_task.api.eager import eager, run_in_process
+from background_task.core import status
 from background_task.core.limits import call_key as limit_key
 from background_task.core.options import ttl_seconds, validate_options
 from background_task.core.rates import call_key as rate_key
@@ -29,7 +31,7 @@ from background_task.core.rates import stored as stored_rate
 from background_task.core.retry import stored_policy
 from background_task.core.serialization import dumps_params
 from background_task.store.ids import new_task_id
-from background_task.store.models import Workflow, WorkflowNode
+from background_task.store.models import Task, Workflow, WorkflowNode
 from background_task.store.models.workflow import (
     CHAIN,
     GROUP,
@@ -56,6 +58,7 @@ STEP_OPTIONS = {
     "retry_delay": None,
 }
 NODE_BATCH = 1000  # workflow nodes per INSERT
+EAGER_BATCH = 100  # steps looked up at a time in eager mode
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,26 @@ def _start(root: Node, using: str | None) -> Workflow:
         plan = Plan(alias, now)
         start_node(top, None, False, plan)
         plan.apply()
+    if eager():
+        _run_eagerly(workflow, alias)
     return workflow
+
+
+def _run_eagerly(workflow: Workflow, using: str) -> None:
+    """Eager mode: run the workflow's steps here, each as it is queued, as a
+    worker would; a step rescheduled after a failure waits, as in eager mode
+    any task does."""
+    steps = WorkflowNode.objects.using(using).filter(workflow=workflow).values("pk")
+    while True:
+        due = list(
+            Task.objects.using(using)
+            .filter(step_id__in=steps, status=status.WAITING, attempts=0)
+            .order_by("id")[:EAGER_BATCH]
+        )
+        if not due:
+            return
+        for task in due:
+            run_in_process(task)
 
 
 def get_workflow(workflow_id: str, using: str | None = None) -> Workflow:

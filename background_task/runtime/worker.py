@@ -172,6 +172,7 @@ class Worker(SignalStops):
         self._kinds: tuple[tuple[str, ...], list[str], list[str]] = ((), [], [])
         self._cancel_checked = float("-inf")  # monotonic seconds
         self._async_recheck_at = 0.0  # monotonic seconds; see _claim
+        self._async_skipped = False  # the last claim left async tasks for later
         self._currents: dict[int, CurrentTask] = {}  # by task pk, of the runs on the loop
         # Connections opened by pool threads, by thread, to close at shutdown.
         self._thread_connections: dict[int, list[Any]] = {}
@@ -251,6 +252,11 @@ class Worker(SignalStops):
                 if claimed is None:
                     continue  # database outage, already waited
                 if claimed == 0:
+                    if self.burst and self._async_skipped:
+                        # Its async claim waited for its recheck interval: look
+                        # once more before deciding that nothing is due.
+                        time.sleep(max(0.0, self._async_recheck_at - time.monotonic()))
+                        continue
                     if self.burst and not (self._running or self._coroutines):
                         break
                     self._idle()
@@ -350,6 +356,10 @@ class Worker(SignalStops):
         if self._coroutines:
             self._reap_coroutines()
             self._cancel_requested_coroutines()
+        if self.executor.pending:
+            # Before claiming: recording them may queue tasks (a workflow's
+            # next steps) that this claim should see.
+            self.executor.flush()
         now = self.clock()
         if not woken:
             self.housekeeping(now)
@@ -453,6 +463,7 @@ class Worker(SignalStops):
         one more query per batch for async tasks that are not there.
         """
         sync_names, async_names = self._names()
+        self._async_skipped = False
         paused = self.paused_queues()
         names, limit = sync_names, self.batch_size()
         if woken and async_names:  # nothing runs: the loop has all its room
@@ -464,6 +475,7 @@ class Worker(SignalStops):
         if not async_names or woken:
             return batch, request.empty
         due = time.monotonic() >= self._async_recheck_at
+        self._async_skipped = not due
         async_request = ClaimRequest(
             self.worker_id,
             self.async_batch_size() if due else 0,
