@@ -426,6 +426,8 @@ class TaskExecutor:
             elif run.holds_slot:
                 self.free_slot(task, run.token)
         duration = time.monotonic() - run.started
+        if task.progress_json is not None or task.meta_json is not None:
+            writer_for(self.using).ended(task.pk)  # its last report went with the outcome
         if run.observed is not None:
             run.observed.finish(task, attempt, result, duration, error)
         log = logger.warning if result in ("failed", "lost") else logger.info

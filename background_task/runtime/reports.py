@@ -13,8 +13,9 @@ report is stored with the task's outcome whatever the writer did
 Each write is fenced by the run's claim, like every other write of a run: a
 report that arrives after the run ended, or after another worker took the
 task over, changes nothing. The thread starts with the first report and
-ends (closing its connection) after a few idle seconds, so workers whose
-tasks report nothing have no thread at all.
+ends (closing its connection) as soon as no run that reported is still
+going, or after IDLE_EXIT seconds without a report, so workers whose tasks
+report nothing have no thread and hold no extra connection.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ReportWriter:
         self.using = using
         self._lock = threading.Lock()
         self._dirty: dict[int, tuple[CurrentTask, Claimed]] = {}
+        self._active: set[int] = set()  # runs that reported and have not ended
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False  # a write failed; logged once until one goes through
@@ -56,11 +58,23 @@ class ReportWriter:
         """``current`` has a new report: store it soon (no I/O here)."""
         with self._lock:
             self._dirty[current.task.pk] = (current, claimed)
+            self._active.add(current.task.pk)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name=f"bgtask-reports-{self.using}", daemon=True
                 )
                 self._thread.start()
+        self._wake.set()
+
+    def ended(self, pk: int) -> None:
+        """The run of task ``pk`` ended: its outcome stored its last report,
+        so nothing of it is left to write. The thread ends once no run that
+        reported is still going."""
+        with self._lock:
+            if pk not in self._active:
+                return
+            self._active.discard(pk)
+            self._dirty.pop(pk, None)
         self._wake.set()
 
     def flush(self) -> int:
@@ -78,15 +92,19 @@ class ReportWriter:
                     self.flush()
                 except Exception:  # never let one bad write end the thread
                     logger.exception("Could not store the reports of running tasks.")
+                with self._lock:
+                    if not self._active and not self._dirty:
+                        self._thread = None  # every run that reported has ended
+                        return
                 if self._wake.wait(IDLE_EXIT):
                     # Throttle: a task that reports in a loop has its latest
                     # value stored once per interval.
-                    time.sleep(
-                        max(0.0, flushed + app_settings.PROGRESS_INTERVAL - time.monotonic())
-                    )
+                    next_write = flushed + app_settings.PROGRESS_INTERVAL
+                    time.sleep(max(0.0, next_write - time.monotonic()))
                     continue
                 with self._lock:
                     if not self._dirty:
+                        self._active.clear()  # runs whose end went unreported
                         self._thread = None
                         return
         finally:
