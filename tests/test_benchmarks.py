@@ -86,6 +86,9 @@ def test_every_scenario_runs_and_reports():
         "latency_call_p50",
         "worker_rss",
         "idle_cpu",
+        "fanout",
+        "fanout_start",
+        "fanout_callback",
     }
     assert set(figures) == expected
     idle = figures.pop("idle_cpu")
