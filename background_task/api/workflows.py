@@ -16,10 +16,10 @@ What runs next is decided by :mod:`background_task.store.workflows`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from background_task.api.eager import eager, run_in_process
@@ -153,8 +153,7 @@ def group(*members: Node, then: Node | None = None, on_failure: Node | None = No
     step receives their results in member order), ``on_failure`` once if any
     failed for good (receiving the failed step's task id and error)."""
     found = _nodes(members, "group()")
-    extra = _nodes([node for node in (then, on_failure) if node is not None], "group()")
-    del extra
+    _nodes([node for node in (then, on_failure) if node is not None], "group()")
     return Group(found, then, on_failure)
 
 
@@ -164,7 +163,6 @@ class _Builder:
 
     workflow: Workflow
     using: str
-    rows: list[tuple[WorkflowNode, Any]] = field(default_factory=list)
 
     def node(
         self, item: Node, parent: WorkflowNode | None, role: str, position: int
@@ -181,6 +179,14 @@ class _Builder:
             row.kind = CHAIN if isinstance(item, Chain) else GROUP
         return row
 
+    def _insert(self, rows: list[WorkflowNode]) -> None:
+        """Insert ``rows``, learning their ids (their children need them)."""
+        if connections[self.using].features.can_return_rows_from_bulk_insert:
+            WorkflowNode.objects.using(self.using).bulk_create(rows, batch_size=NODE_BATCH)
+            return
+        for row in rows:  # MySQL returns no ids from a multi-row INSERT
+            row.save(using=self.using, force_insert=True)
+
     def build(self, root: Node) -> WorkflowNode:
         level: list[tuple[Node, WorkflowNode | None, str, int]] = [(root, None, MEMBER, 0)]
         first: WorkflowNode | None = None
@@ -189,9 +195,7 @@ class _Builder:
                 (item, self.node(item, parent, role, position))
                 for item, parent, role, position in level
             ]
-            WorkflowNode.objects.using(self.using).bulk_create(
-                [row for _, row in rows], batch_size=NODE_BATCH
-            )
+            self._insert([row for _, row in rows])
             if first is None:
                 first = rows[0][1]
             level = []
