@@ -99,3 +99,27 @@ def test_an_exception_is_one_field_of_one_line():
     data = json.loads(line)
     assert data["message"] == "it broke" and "ValueError: bad" in data["exception"]
     assert data["time"].endswith("+00:00")
+
+
+def test_a_project_s_logging_config_can_use_the_formatter():
+    """LOGGING is configured before Django loads the apps: the formatter's
+    module must import without the models."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import logging, logging.config\n"
+        "logging.config.dictConfig({'version': 1, 'formatters': {'json': {'()': "
+        "'background_task.runtime.jsonlog.JsonFormatter'}}, 'handlers': {'out': {'class': "
+        "'logging.StreamHandler', 'formatter': 'json'}}, 'root': {'handlers': ['out'], "
+        "'level': 'INFO'}})\n"
+        "logging.getLogger('project').info('configured before setup')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stderr)
+    assert line["message"] == "configured before setup" and line["logger"] == "project"

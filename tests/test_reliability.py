@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import subprocess
@@ -235,7 +236,7 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
         assert {"SIGINT", "SIGTERM"} <= set(mask.read().split(","))
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not here
 
-    ready = str(tmp_path / "ready")
+    ready, stuck = str(tmp_path / "ready"), str(tmp_path / "stuck")
     pid = os.fork()
     if pid == 0:  # a forked worker: signals held, then its handler installed
         try:
@@ -244,10 +245,15 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
             worker = Worker()
             worker.install_signal_handlers()  # unblocks: the pending SIGTERM is handled
             _report_mask(ready)
-            os._exit(0 if worker.stopping.wait(5) else 3)  # set by the relay thread
+            if worker.stopping.wait(30):  # set by the relay thread
+                os._exit(0)
+            with open(stuck, "w") as dump:  # where each thread was, for the failure
+                faulthandler.dump_traceback(file=dump, all_threads=True)
+            os._exit(3)
         except BaseException:
             os._exit(4)
     _, code = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(code) == 0  # the worker saw the stop request
+    where = open(stuck).read() if os.path.exists(stuck) else ""  # noqa: SIM115
+    assert os.waitstatus_to_exitcode(code) == 0, where  # the worker saw the stop request
     with open(ready) as mask:
         assert "SIGTERM" not in mask.read()

@@ -7,7 +7,6 @@ worker that claims, finishes or recovers the same task at the same moment.
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from background_task.core import current
 from background_task.core.progress import Progress, make_progress, merge_meta
 from background_task.store.models import BaseTask, CompletedTask, Task, find_task
 
@@ -126,19 +126,11 @@ class CurrentTask:
         self._requested = True
 
 
-_current: contextvars.ContextVar[CurrentTask | None] = contextvars.ContextVar(
-    "background_task_current", default=None
-)
-
-
 def current_task() -> CurrentTask | None:
     """The task this code runs in, or None outside a task run by a worker."""
-    return _current.get()
+    found: CurrentTask | None = current.current_task()
+    return found
 
 
-def set_current(value: CurrentTask | None) -> contextvars.Token[CurrentTask | None]:
-    return _current.set(value)
-
-
-def reset_current(token: contextvars.Token[CurrentTask | None]) -> None:
-    _current.reset(token)
+set_current = current.set_current
+reset_current = current.reset_current

@@ -10,7 +10,6 @@ from asgiref.sync import sync_to_async
 
 from background_task.api.eager import eager, run_in_process
 from background_task.api.runner import DBTaskRunner
-from background_task.api.workflows import Step, make_step
 from background_task.core.coroutines import is_async, run_to_completion
 from background_task.core.limits import KeySource, LimitSpec, check_key, check_limit
 from background_task.core.options import pick_ttl, ttl_seconds, validate_options
@@ -26,6 +25,7 @@ from background_task.core.uniqueness import (
 )
 
 if TYPE_CHECKING:
+    from background_task.api.workflows import Step
     from background_task.store.models import Task
 
 # Keyword arguments a call takes for itself; they never reach the function.
@@ -253,11 +253,11 @@ class TaskProxy:
     def s(self, *args: Any, **kwargs: Any) -> Step:
         """A workflow step: this task called with the previous step's result
         first, then ``args``; call options (``queue=``...) as for a call."""
-        return make_step(self, args, kwargs, takes_result=True)
+        return _step(self, args, kwargs, takes_result=True)
 
     def si(self, *args: Any, **kwargs: Any) -> Step:
         """A workflow step that ignores the previous step's result."""
-        return make_step(self, args, kwargs, takes_result=False)
+        return _step(self, args, kwargs, takes_result=False)
 
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Task | None:
         """Queue a run from async code, as calling the proxy does:
@@ -340,3 +340,12 @@ class TaskProxy:
         return f"TaskProxy({self.name})"
 
     __repr__ = __str__
+
+
+def _step(proxy: TaskProxy, args: Any, kwargs: Any, *, takes_result: bool) -> Step:
+    # Imported here, not at the top: this module is imported before Django's
+    # apps are ready (1.2.8's ``background_task.tasks`` path, from a project's
+    # AppConfig), and the workflow engine loads the models.
+    from background_task.api.workflows import make_step
+
+    return make_step(proxy, args, kwargs, takes_result)

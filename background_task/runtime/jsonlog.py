@@ -21,7 +21,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from background_task.api.control import current_task
+from background_task.core.current import current_task
 
 #: Fields a record may carry as ``extra`` (the worker's lines about a run).
 TASK_FIELDS = ("task_id", "task_name", "queue", "attempt", "outcome", "duration")
