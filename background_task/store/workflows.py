@@ -126,10 +126,10 @@ def start_node(node: WorkflowNode, given: str | None, has_input: bool, plan: Pla
         parent=node, role=MEMBER, kind=TASK, status=PENDING
     ).update(status=STARTED)
     for member in members:
-        if member.kind == TASK:
-            plan.tasks.append(_task_of(member, given, has_input, plan.now))
-        else:
+        if member.kind != TASK:
             start_node(member, given, has_input, plan)
+        elif member.status == PENDING:  # (as read before the UPDATE)
+            plan.tasks.append(_task_of(member, given, has_input, plan.now))
     return True
 
 
