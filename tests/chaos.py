@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from background_task import status
 from background_task.models import CompletedTask, Task
@@ -168,14 +169,26 @@ class Chaos:
     def terminate_a_group(self) -> None:
         """SIGTERM a group mid-batch: it must finish what runs, put back the rest, exit 0."""
         group = self.groups.pop(self.rng.randrange(len(self.groups)))
+        self._handles_signals(group)
         group.signal(signal.SIGTERM)
         code, output = group.wait(timeout=60)
         self.outputs.append(output)
-        assert code == 0, output
+        assert code == 0, f"exit code {code}:\n{output}"
         self.start_group()
+
+    @staticmethod
+    def _handles_signals(group: Any) -> None:
+        """Wait until ``group``'s supervisor has forked a worker, which it does
+        after installing its signal handlers: one just started (replacing a
+        killed group) would otherwise die of SIGTERM's default action, without
+        a word, exit code -15."""
+        deadline = time.monotonic() + 30
+        while not children(group.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for group in self.groups:
+            self._handles_signals(group)
             group.signal(signal.SIGTERM)
         for group in self.groups:
             code, output = group.wait(timeout=60)
@@ -416,7 +429,7 @@ def drive(
             elif progress > 0.4 and not terminated:
                 chaos.terminate_a_group()
                 terminated = True
-            elif extra is not None and progress > 0.5:
+            elif extra is not None and (progress > 0.5 or terminated):
                 extra()
                 extra = None
             else:

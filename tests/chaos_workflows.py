@@ -17,11 +17,18 @@ from tests.testapp import tasks as fixtures
 from tests.testapp.models import Execution
 
 QUEUE = "wf-chaos"
+STEP_MILLIS = 15
 
 
 def shape(index: int) -> tuple[Any, list[str]]:
     """Workflow ``index`` and the keys of the steps it must run."""
-    step, callback = fixtures.wf_step, fixtures.wf_callback
+    callback = fixtures.wf_callback
+
+    class step:  # each step takes 15 ms: the chaos needs time to happen
+        @staticmethod
+        def si(key: str) -> Any:
+            return fixtures.wf_step.si(key, millis=STEP_MILLIS)
+
     a, b, c, cb = (f"{index}.{name}" for name in ("a", "b", "c", "cb"))
     kind = index % 4
     if kind == 0:
@@ -38,8 +45,14 @@ def enqueue(count: int) -> None:
         shape(index)[0].start()
 
 
+def steps(count: int) -> int:
+    """How many task steps ``count`` workflows have (each shape's steps and callback)."""
+    return sum(len(shape(index)[1]) + 1 for index in range(count))
+
+
 def done() -> int:
-    return Workflow.objects.filter(status="done").count()
+    """Steps done so far (a workflow is done in the transaction of its last step)."""
+    return CompletedTask.objects.filter(queue=QUEUE, status=status.DONE).count()
 
 
 def check(count: int) -> dict[str, int]:

@@ -160,7 +160,7 @@ def test_workflows_survive_random_kills(start_worker, tmp_path):
     )
     chaos.start_group()
     chaos.start_group()
-    drive(chaos, WORKFLOWS, timeout=240, count_done=chaos_workflows.done)
+    drive(chaos, chaos_workflows.steps(WORKFLOWS), timeout=240, count_done=chaos_workflows.done)
     chaos.stop()
     with chaos.explained(seed):
         figures = chaos_workflows.check(WORKFLOWS)
@@ -187,13 +187,14 @@ def test_workflows_survive_a_database_restart(start_worker, scratch_server, tmp_
 
     def count_done() -> int:
         return scratch_server.count(
-            "SELECT count(*) FROM background_task_workflow WHERE status = %s", ["done"]
+            "SELECT count(*) FROM background_task_completedtask WHERE queue = %s AND status = %s",
+            [chaos_workflows.QUEUE, status.DONE],
         )
 
     outages: list[tuple[datetime, datetime]] = []
     drive(
         chaos,
-        WORKFLOWS,
+        chaos_workflows.steps(WORKFLOWS),
         timeout=240,
         count_done=count_done,
         extra=lambda: outages.append(scratch_server.restart()),
