@@ -237,10 +237,15 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not here
 
     ready, stuck = str(tmp_path / "ready"), str(tmp_path / "stuck")
+    # Blocked before the fork, as the supervisor does: a thread started in the
+    # child by an at-fork hook (OpenTelemetry's span processor starts one) would
+    # otherwise take the signal at once, for the handler inherited from here.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
-    if pid == 0:  # a forked worker: signals held, then its handler installed
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    else:  # a forked worker: signals held, then its handler installed
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
             os.kill(os.getpid(), signal.SIGTERM)  # arrives "during the fork"
             worker = Worker()
             worker.install_signal_handlers()  # unblocks: the pending SIGTERM is handled
@@ -257,3 +262,37 @@ def test_workers_are_forked_with_stop_signals_held_until_their_handler_is_in_pla
     assert os.waitstatus_to_exitcode(code) == 0, where  # the worker saw the stop request
     with open(ready) as mask:
         assert "SIGTERM" not in mask.read()
+
+
+def test_an_in_process_worker_or_supervisor_hands_the_signals_back(tmp_path):
+    """``call_command("process_tasks", burst=True)`` in a script takes SIGTERM
+    and SIGINT while it runs, then puts the script's own handlers back: Ctrl-C
+    keeps working once it returns."""
+    from django.core.management import call_command
+
+    from background_task.runtime.supervisor import Supervisor
+
+    def mine(signum, frame):
+        raise AssertionError("not called here")
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        signal.signal(signal.SIGINT, mine)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        alarm = signal.getsignal(signal.SIGALRM)
+        fixtures.record("in-process")
+        call_command("process_tasks", "--burst", "--sleep", "0.05")
+        assert Execution.objects.filter(key="in-process").count() == 1  # it did run
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGALRM) == alarm
+
+        ran = str(tmp_path / "ran")
+        supervisor = Supervisor(1, lambda context: open(ran, "w").close(), shutdown_timeout=1)
+        assert supervisor.run() == 0
+        assert os.path.exists(ran)
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
+from typing import Any
 
 from background_task.runtime.execution import TaskExecutor, WorkerStopped
 
@@ -25,6 +26,23 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}  # ask a worker to finish and exi
 # Seconds within which a repeated signal is one signal: Ctrl-C in a terminal
 # reaches a worker directly and again as forwarded by its supervisor.
 SAME_SIGNAL_WINDOW = 0.1
+
+
+def replace_handlers(handlers: dict[int, Any]) -> dict[int, Any]:
+    """Install ``handlers`` (signal number -> handler); return the ones they replaced."""
+    previous = {signum: signal.getsignal(signum) for signum in handlers}
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    return previous
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    """Put back what :func:`replace_handlers` returned.
+
+    A handler installed outside Python reads as ``None``; it comes back as the default.
+    """
+    for signum, handler in previous.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 class SignalStops:
@@ -43,15 +61,22 @@ class SignalStops:
     _first_signal_at: float = float("-inf")  # monotonic seconds
     _signalled: bool = False  # a stop signal arrived (read before ``stopping`` is set)
     _stop_pipe: tuple[int, int] | None = None  # signal handler -> relay thread
+    _replaced: dict[int, Any] | None = None  # the handlers ours replaced
 
     def install_signal_handlers(self) -> None:
+        """Take SIGTERM, SIGINT (and SIGALRM, for the grace period) until
+        :meth:`restore_signal_handlers`; main thread only."""
         self._stop_pipe = os.pipe()
         threading.Thread(
             target=self._relay_stop_requests, name="bgtask-signals", daemon=True
         ).start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
-        signal.signal(signal.SIGALRM, self._on_grace_expired)
+        self._replaced = replace_handlers(
+            {
+                signal.SIGTERM: self._on_signal,
+                signal.SIGINT: self._on_signal,
+                signal.SIGALRM: self._on_grace_expired,
+            }
+        )
         # A supervisor forks its workers with these signals blocked, so that a
         # stop signal sent during the fork waits for this handler.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -105,6 +130,18 @@ class SignalStops:
             pass
         finally:
             os.close(read_end)
+
+    def restore_signal_handlers(self) -> None:
+        """Cancel the grace timer and put back the handlers the worker replaced.
+
+        A worker run in-process (``call_command("process_tasks", burst=True)``
+        in a script) leaves the caller's Ctrl-C as it found it.
+        """
+        if self._replaced is None:
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        restore_handlers(self._replaced)
+        self._replaced = None
 
     def _close_stop_pipe(self) -> None:
         if self._stop_pipe is not None:

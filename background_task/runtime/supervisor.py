@@ -41,7 +41,7 @@ from background_task.core.exceptions import ClaimLost, TaskTimeout, WorkerLost
 from background_task.runtime.execution import TaskExecutor
 from background_task.runtime.liveness import Liveness
 from background_task.runtime.slots import RunningTask, TaskSlots
-from background_task.runtime.stopping import STOP_SIGNALS
+from background_task.runtime.stopping import STOP_SIGNALS, replace_handlers, restore_handlers
 from background_task.store.ids import make_worker_id
 from background_task.store.models import Task, WorkerProcess
 from background_task.store.routing import queue_alias
@@ -238,9 +238,16 @@ class Supervisor:
 
     def run(self) -> int:
         """Run until every child has exited and none is to be restarted."""
+        replaced = None
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, self._on_signal)
+            replaced = replace_handlers({signum: self._on_signal for signum in STOP_SIGNALS})
+        try:
+            return self._supervise()
+        finally:
+            if replaced is not None:
+                restore_handlers(replaced)
+
+    def _supervise(self) -> int:
         self._register()
         for slot in range(self.count):
             self._start(slot)

@@ -193,6 +193,7 @@ class Worker(SignalStops):
         self._first_signal_at = float("-inf")
         self._signalled = False
         self._stop_pipe = None
+        self._replaced = None
 
     # -- the loop ----------------------------------------------------------
 
@@ -273,6 +274,7 @@ class Worker(SignalStops):
             self.liveness.stop()
             self.liveness = None
             self._close_stop_pipe()
+            self.restore_signal_handlers()
         logger.info("Worker %s stopped after %d task(s).", self.worker_id, self.processed)
 
     def _guarded(self, action: Callable[[], int]) -> int | None:
@@ -815,7 +817,8 @@ class Worker(SignalStops):
                 )
 
     def _shutdown(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._replaced is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # the grace period's timer
         self.strategy.close()
         if self._pool is None and self._loop is None:
             return
