@@ -159,51 +159,53 @@ def steps_finished(rows: list[StepEnded], using: str, now: datetime) -> None:
     transaction this runs in: one, or a worker's batch of successes).
     Settle their nodes and queue what follows.
 
-    A batch costs a few statements whatever its size: the nodes and their
-    parents are read at once, settled in one UPDATE per outcome, and the
-    members of one group that succeeded count it down together."""
+    A batch costs a few statements whatever its size. Members of groups that
+    succeeded, the bulk of a fan-out, are read as tuples, settled in one
+    UPDATE and counted down per group; the other nodes are loaded with their
+    parents, settled in one UPDATE per outcome and followed one by one."""
     completed = {row.step_id: row for row in rows if row.status in OUTCOMES and row.step_id}
-    nodes = list(
+    found = list(
         WorkflowNode.objects.using(using)
         .filter(pk__in=list(completed), status=STARTED)
-        .select_related("parent")
-        .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
+        .values_list("pk", "role", "parent_id", "parent__kind")
     )
-    if not nodes:
+    if not found:
         return
     plan = Plan(using, now)
-    for outcome in {OUTCOMES[completed[node.pk].status] for node in nodes}:
-        _settle_all(
-            [node for node in nodes if OUTCOMES[completed[node.pk].status] == outcome],
-            outcome,
-            completed,
-            plan,
-        )
     counted: dict[int, int] = {}  # group -> members of it that succeeded here
-    parents = {node.parent.pk: node.parent for node in nodes if node.parent is not None}
-    for node in nodes:
-        row = completed[node.pk]
-        parent = node.parent
-        if (
-            parent is not None
-            and parent.kind == GROUP
-            and node.role == MEMBER
-            and node.status == DONE
-        ):
-            counted[parent.pk] = counted.get(parent.pk, 0) + 1
+    members, others = [], []
+    for pk, role, parent_id, parent_kind in found:
+        if role == MEMBER and parent_kind == GROUP and completed[pk].status == status.DONE:
+            counted[parent_id] = counted.get(parent_id, 0) + 1
+            members.append(pk)
         else:
-            _follow(node, node.status, plan, row)
+            others.append(pk)
+    if members:
+        _settle_pks(members, DONE, completed, plan)
+    if others:
+        nodes = list(
+            WorkflowNode.objects.using(using)
+            .filter(pk__in=others)
+            .select_related("parent")
+            .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
+        )
+        for outcome in {OUTCOMES[completed[node.pk].status] for node in nodes}:
+            _settle_all(
+                [node for node in nodes if OUTCOMES[completed[node.pk].status] == outcome],
+                outcome,
+                completed,
+                plan,
+            )
+        for node in nodes:
+            _follow(node, node.status, plan, completed[node.pk])
     for group_pk, count in counted.items():
-        _group_members_done(parents[group_pk], count, plan)
+        _group_members_done(group_pk, count, plan)
     plan.apply()
 
 
-def _settle_all(
-    nodes: list[WorkflowNode], outcome: str, completed: dict[int, StepEnded], plan: Plan
-) -> None:
-    """Settle ``nodes`` with ``outcome`` and their tasks' results, in one UPDATE."""
-    results = {node.pk: completed[node.pk].result_json for node in nodes}
-    given = {pk: text for pk, text in results.items() if text is not None}
+def _settle_pks(pks: list[int], outcome: str, completed: dict[int, StepEnded], plan: Plan) -> None:
+    """Settle the nodes ``pks`` with ``outcome`` and their tasks' results, in one UPDATE."""
+    given = {pk: text for pk in pks if (text := completed[pk].result_json) is not None}
     value: Any = None
     if given:
         value = Case(
@@ -211,11 +213,18 @@ def _settle_all(
             default=Value(None),
             output_field=TextField(),
         )
-    WorkflowNode.objects.using(plan.using).filter(
-        pk__in=[node.pk for node in nodes], status=STARTED
-    ).update(status=outcome, result_json=value, finished_at=plan.now)
+    WorkflowNode.objects.using(plan.using).filter(pk__in=pks, status=STARTED).update(
+        status=outcome, result_json=value, finished_at=plan.now
+    )
+
+
+def _settle_all(
+    nodes: list[WorkflowNode], outcome: str, completed: dict[int, StepEnded], plan: Plan
+) -> None:
+    """Settle ``nodes`` with ``outcome`` and their tasks' results, in one UPDATE."""
+    _settle_pks([node.pk for node in nodes], outcome, completed, plan)
     for node in nodes:
-        node.status, node.result_json = outcome, results[node.pk]
+        node.status, node.result_json = outcome, completed[node.pk].result_json
 
 
 def _settle(node: WorkflowNode, outcome: str, result_json: str | None, plan: Plan) -> bool:
@@ -273,14 +282,20 @@ def _chain_member_ended(
     _settle_and_follow(chain, outcome, None, plan, error)
 
 
-def _group_members_done(group: WorkflowNode, count: int, plan: Plan) -> None:
-    """``count`` members of ``group`` succeeded: count it down. The batch that
-    takes it to 0 (one only: each UPDATE holds the row until its transaction
-    ends) finishes the group; the others cost one UPDATE."""
-    rows = WorkflowNode.objects.using(plan.using).filter(pk=group.pk, status=STARTED)
+def _group_members_done(group_pk: int, count: int, plan: Plan) -> None:
+    """``count`` members of group ``group_pk`` succeeded: count it down. The
+    batch that takes it to 0 (one only: each UPDATE holds the row until its
+    transaction ends) finishes the group; the others cost one UPDATE."""
+    rows = WorkflowNode.objects.using(plan.using).filter(pk=group_pk, status=STARTED)
     if rows.filter(remaining__gt=count).update(remaining=F("remaining") - count):
         return
     if rows.filter(remaining=count).update(remaining=0):
+        group = (
+            WorkflowNode.objects.using(plan.using)
+            .select_related("parent")
+            .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
+            .get(pk=group_pk)
+        )
         _group_succeeded(group, plan)
     # else it failed or was cancelled meanwhile
 
@@ -289,7 +304,7 @@ def _group_member_ended(
     group: WorkflowNode, outcome: str, plan: Plan, error: StepEnded | None
 ) -> None:
     if outcome == DONE:
-        _group_members_done(group, 1, plan)
+        _group_members_done(group.pk, 1, plan)
         return
     rows = WorkflowNode.objects.using(plan.using).filter(pk=group.pk, status=STARTED)
     if not rows.update(status=FAILED, finished_at=plan.now):
