@@ -57,6 +57,30 @@ def test_a_worker_registers_heartbeats_and_leaves_no_row():
     assert not WorkerProcess.objects.exists()
 
 
+def test_a_long_recovery_keeps_the_recovering_worker_s_heartbeats_going(clock):
+    """Settling many orphans one by one takes a while; the heartbeat thread
+    beats between them once an interval has passed, so the recovering worker
+    is never silent for longer than its recovery of one task (it would
+    otherwise fence itself, and be presumed lost, mid-recovery)."""
+    for _ in range(6):
+        held_by(DEAD)
+    register(DEAD, silent_for=60)
+    beats = []
+    liveness = Liveness("here:1:dddddddd", executor=recoverer(clock), on_renewed=beats.append)
+    liveness.register()
+    liveness.lost_after = 30
+    liveness._healthy_since = time.monotonic() - 60  # trusted: it has heartbeaten long enough
+    liveness.interval = 0.0  # every recovered task is an interval
+    liveness.tick()
+    assert Task.objects.filter(locked_by=DEAD).count() == 0  # all six recovered
+    # register, the tick's own beat, then one after each recovered task
+    assert len(beats) == 1 + 1 + 6
+    assert beats == sorted(beats)
+    liveness.interval = 3600.0  # a pulse within the interval sends nothing
+    liveness.pulse()
+    assert len(beats) == 8
+
+
 def test_a_worker_whose_row_was_removed_registers_again():
     liveness = Liveness("here:1:bbbbbbbb")
     liveness.register()

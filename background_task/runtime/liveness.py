@@ -102,7 +102,12 @@ def silent_but_running(using: str, worker_ids: set[str], lost_after: float) -> s
     return running
 
 
-def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | None) -> int:
+def recover_orphans(
+    executor: TaskExecutor,
+    now: datetime,
+    lost_after: float | None,
+    pulse: Callable[[], None] | None = None,
+) -> int:
     """Settle running tasks whose worker is gone; remove lost workers' rows.
 
     Returns how many tasks this call recovered. A task another worker
@@ -110,6 +115,9 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
     ``lost_after=None`` (a caller that does not heartbeat itself, so cannot
     tell a lost worker from its own lost connection) only claims of
     unregistered processes older than MAX_RUN_TIME are recovered.
+    ``pulse`` is called after each task: the heartbeat thread beats from
+    there when an interval has passed, so that a long recovery never
+    silences the recovering worker (which would then fence itself).
     """
     using = executor.using
     orphans = list(Task.objects.using(using).orphaned(now, lost_after)[:RECOVERY_BATCH])
@@ -141,6 +149,8 @@ def recover_orphans(executor: TaskExecutor, now: datetime, lost_after: float | N
             continue  # settled by someone else in the meantime
         executor.free_slot(task, token)
         recovered += 1
+        if pulse is not None:
+            pulse()
     if lost_after is not None:
         # Lost workers that hold no running task any more.
         held = Task.objects.filter(status=status.RUNNING, locked_by=OuterRef("worker_id"))
@@ -190,6 +200,7 @@ class Liveness:
         self._thread: threading.Thread | None = None
         self._healthy_since: float | None = None  # monotonic start of the unbroken streak
         self._outage_logged = False
+        self._last_sent = float("-inf")  # monotonic time of the last heartbeat that went through
 
     # -- the row ---------------------------------------------------------------
 
@@ -211,6 +222,7 @@ class Liveness:
             heartbeat_at=Now(),
         )
         self._healthy_since = time.monotonic()
+        self._last_sent = sent
         if self.on_renewed is not None:
             self.on_renewed(sent)
 
@@ -232,8 +244,14 @@ class Liveness:
             return
         if self._healthy_since is None:
             self._healthy_since = time.monotonic()
+        self._last_sent = sent
         if self.on_renewed is not None:
             self.on_renewed(sent)
+
+    def pulse(self) -> None:
+        """Heartbeat now if an interval has passed since the last one went through."""
+        if time.monotonic() - self._last_sent >= self.interval:
+            self.beat()
 
     def unregister(self) -> None:
         """Delete this process's row (clean exit)."""
@@ -302,7 +320,9 @@ class Liveness:
                 self.on_orphaned()
         if self.executor is not None and self.healthy_for() >= self.lost_after:
             try:
-                recover_orphans(self.executor, self.executor.clock(), self.lost_after)
+                recover_orphans(
+                    self.executor, self.executor.clock(), self.lost_after, pulse=self.pulse
+                )
             except DatabaseError as exc:
                 self._broken(exc)
 
