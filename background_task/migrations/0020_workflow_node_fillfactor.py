@@ -14,21 +14,18 @@ from django.db import migrations
 FILLFACTOR = 70
 
 
-def set_fillfactor(apps, schema_editor, value=FILLFACTOR):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(
-        f"ALTER TABLE {schema_editor.quote_name('background_task_workflownode')} "
-        f"SET (fillfactor = {int(value)})"
-    )
+def _alter(schema_editor, storage):
+    if schema_editor.connection.vendor == "postgresql":
+        table = schema_editor.quote_name("background_task_workflownode")
+        schema_editor.execute(f"ALTER TABLE {table} {storage}")
+
+
+def set_fillfactor(apps, schema_editor):
+    _alter(schema_editor, f"SET (fillfactor = {FILLFACTOR})")
 
 
 def reset_fillfactor(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(
-        f"ALTER TABLE {schema_editor.quote_name('background_task_workflownode')} RESET (fillfactor)"
-    )
+    _alter(schema_editor, "RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):

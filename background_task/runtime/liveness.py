@@ -115,7 +115,7 @@ def recover_orphans(
     ``lost_after=None`` (a caller that does not heartbeat itself, so cannot
     tell a lost worker from its own lost connection) only claims of
     unregistered processes older than MAX_RUN_TIME are recovered.
-    ``pulse`` is called after each task: the heartbeat thread beats from
+    ``pulse`` is called before each task: the heartbeat thread beats from
     there when an interval has passed, so that a long recovery never
     silences the recovering worker (which would then fence itself).
     """
@@ -131,6 +131,8 @@ def recover_orphans(
     for task in orphans:
         if task.locked_by in alive:
             continue
+        if pulse is not None:
+            pulse()
         if task.locked_by in known:
             reason = (
                 f"Worker {task.locked_by} was lost: no heartbeat for more than "
@@ -149,8 +151,6 @@ def recover_orphans(
             continue  # settled by someone else in the meantime
         executor.free_slot(task, token)
         recovered += 1
-        if pulse is not None:
-            pulse()
     if lost_after is not None:
         # Lost workers that hold no running task any more.
         held = Task.objects.filter(status=status.RUNNING, locked_by=OuterRef("worker_id"))

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, F, TextField, Value, When
+from django.db.models import Case, F, QuerySet, TextField, Value, When
 from django.utils import timezone
 
 from background_task.core import status
@@ -81,6 +81,15 @@ class Plan:
     def apply(self) -> None:
         if self.tasks:
             Task.objects.using(self.using).bulk_create(self.tasks, batch_size=BATCH)
+
+
+def _with_parents(using: str) -> QuerySet[WorkflowNode]:
+    """Nodes with the columns that deciding what follows reads, and their parents'."""
+    return (
+        WorkflowNode.objects.using(using)
+        .select_related("parent")
+        .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
+    )
 
 
 def _children(node: WorkflowNode, using: str, role: str = MEMBER) -> list[WorkflowNode]:
@@ -183,12 +192,7 @@ def steps_finished(rows: list[StepEnded], using: str, now: datetime) -> None:
     if members:
         _settle_pks(members, DONE, completed, plan)
     if others:
-        nodes = list(
-            WorkflowNode.objects.using(using)
-            .filter(pk__in=others)
-            .select_related("parent")
-            .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
-        )
+        nodes = list(_with_parents(using).filter(pk__in=others))
         for outcome in {OUTCOMES[completed[node.pk].status] for node in nodes}:
             _settle_all(
                 [node for node in nodes if OUTCOMES[completed[node.pk].status] == outcome],
@@ -290,13 +294,7 @@ def _group_members_done(group_pk: int, count: int, plan: Plan) -> None:
     if rows.filter(remaining__gt=count).update(remaining=F("remaining") - count):
         return
     if rows.filter(remaining=count).update(remaining=0):
-        group = (
-            WorkflowNode.objects.using(plan.using)
-            .select_related("parent")
-            .only(*NODE_FIELDS, *(f"parent__{name}" for name in NODE_FIELDS))
-            .get(pk=group_pk)
-        )
-        _group_succeeded(group, plan)
+        _group_succeeded(_with_parents(plan.using).get(pk=group_pk), plan)
     # else it failed or was cancelled meanwhile
 
 
